@@ -244,7 +244,9 @@ class _Parser:
         elif match := _USER_POOL_ID.match(user_pool_id):
             pool_region = match["region"]
         else:
-            self.problems["user_pool_id"] = f"expected '<region>_<id>', e.g. 'eu-west-1_AbC123xyz'; got {user_pool_id!r}"
+            self.problems["user_pool_id"] = (
+                f"expected '<region>_<id>', e.g. 'eu-west-1_AbC123xyz'; got {user_pool_id!r}"
+            )
 
         client_id = self.text("client_id")
         if client_id is None and "client_id" not in self.problems:
