@@ -1,0 +1,247 @@
+"""Streaming sinks for operator output: ``s3://`` (amazon provider, multipart) and ``file://``.
+
+A sink is a context manager: bytes written inside the ``with`` block become visible at the
+destination only when the block exits without an exception. On any failure nothing is left behind
+(S3: the multipart upload is aborted; file: the temporary file is deleted), so a reader never sees a
+partial object and a re-run of the same logical date simply overwrites the same key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+#: S3 requires parts of at least 5 MiB (except the last); 8 MiB keeps memory flat and requests few.
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+MIN_PART_SIZE = 5 * 1024 * 1024
+SUPPORTED_SCHEMES = ("s3", "file")
+
+
+class Sink(ABC):
+    """A write-only destination that commits on success and leaves nothing behind on failure."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.bytes_written = 0
+        self.lines_written = 0
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``; it becomes visible only when the sink commits."""
+        if self._closed:
+            raise ValueError(f"sink for {self.uri} is already closed")
+        if not data:
+            return
+        self._write(data)
+        self.bytes_written += len(data)
+
+    def write_json_line(self, obj: Any) -> None:
+        """Append ``obj`` as one compact JSON line (JSON Lines format)."""
+        self.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+        self.lines_written += 1
+
+    def commit(self) -> None:
+        """Make everything written visible at the destination, atomically."""
+        if self._closed:
+            return
+        self._closed = True
+        self._commit()
+
+    def abort(self) -> None:
+        """Discard everything written; never raises, so it cannot hide the original error."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._abort()
+        except Exception:
+            log.exception("Could not clean up after a failed write to %s", self.uri)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            try:
+                self.commit()
+            except BaseException:
+                self.abort()
+                raise
+        else:
+            self.abort()
+
+    @abstractmethod
+    def _write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _abort(self) -> None: ...
+
+
+class FileSink(Sink):
+    """Writes to a temporary file beside the target, then fsync + ``os.replace`` (atomic on POSIX)."""
+
+    def __init__(self, uri: str, path: Path) -> None:
+        super().__init__(uri)
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        self._tmp_path = Path(tmp)
+        self._file: IO[bytes] = os.fdopen(fd, "wb")
+
+    def _write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def _commit(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp_path, self.path)
+        # fsync the directory too, or the rename itself may be lost on power failure.
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _abort(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            self._tmp_path.unlink(missing_ok=True)
+
+
+class S3Sink(Sink):
+    """Multipart upload with a bounded part buffer; small bodies go in one ``put_object``.
+
+    Memory stays at about one part whatever the total size. Complete is called only on success and
+    Abort on any failure, so S3 never shows a partial object and no orphaned parts are billed.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        bucket: str,
+        key: str,
+        client: Any,
+        *,
+        part_size: int = DEFAULT_PART_SIZE,
+        content_type: str | None = None,
+    ) -> None:
+        super().__init__(uri)
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3 minimum), got {part_size}")
+        self.bucket = bucket
+        self.key = key
+        self.part_size = part_size
+        self._client = client
+        self._content_type = content_type
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    def _extra_args(self) -> dict[str, Any]:
+        return {"ContentType": self._content_type} if self._content_type else {}
+
+    def _write(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= self.part_size:
+            # One copy per part (via a view) rather than two (slice, then bytes).
+            with memoryview(self._buffer) as view:
+                body = bytes(view[: self.part_size])
+            del self._buffer[: self.part_size]
+            self._upload_part(body)
+
+    def _upload_part(self, body: bytes) -> None:
+        if self._upload_id is None:
+            created = self._client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self._extra_args())
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        result = self._client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=body
+        )
+        self._parts.append({"PartNumber": number, "ETag": result["ETag"]})
+
+    def _commit(self) -> None:
+        if self._upload_id is None:
+            self._client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer), **self._extra_args())
+        else:
+            if self._buffer:
+                self._upload_part(bytes(self._buffer))
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        self._buffer = bytearray()
+
+    def _abort(self) -> None:
+        self._buffer = bytearray()
+        if self._upload_id is not None:
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+
+
+def parse_destination(uri: str) -> tuple[str, str, str]:
+    """Split and validate a destination URI into ``(scheme, bucket_or_empty, key_or_path)``.
+
+    Raises ValueError naming the problem, before any network call.
+    """
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme not in SUPPORTED_SCHEMES:
+        raise ValueError(
+            f"destination {uri!r}: unsupported scheme {parts.scheme!r}; use s3://bucket/key or file:///absolute/path"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"destination {uri!r}: must not contain '?' or '#'")
+    if scheme == "s3":
+        key = parts.path.lstrip("/")
+        if not parts.netloc or not key or key.endswith("/"):
+            raise ValueError(f"destination {uri!r}: expected s3://bucket/key with a key naming an object")
+        return scheme, parts.netloc, key
+    if parts.netloc not in ("", "localhost"):
+        raise ValueError(f"destination {uri!r}: file:// URIs must be local (file:///absolute/path)")
+    path = unquote(parts.path)
+    if not path.startswith("/") or path.endswith("/"):
+        raise ValueError(f"destination {uri!r}: expected file:///absolute/path naming a file")
+    return scheme, "", path
+
+
+def open_sink(
+    uri: str,
+    aws_conn_id: str | None = "aws_default",
+    *,
+    part_size: int = DEFAULT_PART_SIZE,
+    content_type: str | None = None,
+    s3_client: Any = None,
+) -> Sink:
+    """Open a sink for ``uri``; use it as a context manager so it commits or aborts.
+
+    ``s3://`` goes through the amazon provider's S3Hook with ``aws_conn_id`` (endpoint, region and
+    credentials come from that connection); pass ``s3_client`` to reuse an existing boto3 client.
+    """
+    scheme, bucket, key = parse_destination(uri)
+    if scheme == "file":
+        return FileSink(uri, Path(key))
+    if s3_client is None:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        s3_client = S3Hook(aws_conn_id=aws_conn_id).get_conn()
+    return S3Sink(uri, bucket, key, s3_client, part_size=part_size, content_type=content_type)
