@@ -67,6 +67,16 @@ def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     return client
 
 
+def _write_then_fail(uri: str, chunks: list[bytes], *, part_size: int = MIN_PART_SIZE, check: Any = None) -> None:
+    """Write ``chunks`` into a sink, optionally check mid-stream, then fail as a broken download would."""
+    with open_sink(uri, part_size=part_size) as sink:
+        for chunk in chunks:
+            sink.write(chunk)
+        if check is not None:
+            check()
+        raise Boom("connection reset by the API")
+
+
 def _in_progress_uploads(s3: Any) -> list[Any]:
     return list(s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
 
@@ -128,9 +138,8 @@ def test_file_sink_publishes_complete_file_and_counts(tmp_path: Path) -> None:
 def test_file_sink_failure_leaves_nothing_and_keeps_previous_version(tmp_path: Path) -> None:
     target = tmp_path / "out.jsonl"
     target.write_bytes(b"previous run\n")
-    with pytest.raises(Boom), open_sink(target.as_uri()) as sink:
-        sink.write(b"half of a new file")
-        raise Boom
+    with pytest.raises(Boom):
+        _write_then_fail(target.as_uri(), [b"half of a new file"])
     assert target.read_bytes() == b"previous run\n"
     assert os.listdir(tmp_path) == ["out.jsonl"]
 
@@ -184,11 +193,12 @@ def test_s3_large_body_is_multipart_and_byte_exact(s3: Any) -> None:
 
 def test_s3_failure_mid_stream_leaves_no_object_and_no_upload(s3: Any) -> None:
     uri = f"s3://{BUCKET}/failed/blob.bin"
-    with pytest.raises(Boom), open_sink(uri, part_size=MIN_PART_SIZE) as sink:
-        for _ in range(12):
-            sink.write(b"x" * (1024 * 1024))
-        assert len(_in_progress_uploads(s3)) == 1, "two parts are already uploaded"
-        raise Boom("connection reset by the API")
+    seen_uploads: list[int] = []
+    with pytest.raises(Boom):
+        _write_then_fail(
+            uri, [b"x" * (1024 * 1024)] * 12, check=lambda: seen_uploads.append(len(_in_progress_uploads(s3)))
+        )
+    assert seen_uploads == [1], "two parts were uploaded before the failure"
     assert _keys(s3, "failed/") == []
     assert _in_progress_uploads(s3) == []
 
@@ -197,9 +207,8 @@ def test_s3_failure_on_rerun_keeps_previous_object(s3: Any) -> None:
     uri = f"s3://{BUCKET}/rerun/orders.jsonl"
     with open_sink(uri) as sink:
         sink.write(b"run 1\n")
-    with pytest.raises(Boom), open_sink(uri) as sink:
-        sink.write(b"run 2, broken")
-        raise Boom
+    with pytest.raises(Boom):
+        _write_then_fail(uri, [b"run 2, broken"])
     assert s3.get_object(Bucket=BUCKET, Key="rerun/orders.jsonl")["Body"].read() == b"run 1\n"
     with open_sink(uri) as sink:
         sink.write(b"run 3\n")
