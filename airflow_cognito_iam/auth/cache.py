@@ -1,0 +1,320 @@
+"""Credential caches: in-process, and shared between the task processes of one worker.
+
+Shaped like botocore's ``CachedCredentialFetcher`` + ``JSONFileCache`` (one entry per key, an
+expired or unreadable entry is a miss), plus what a shared worker needs: entries are encrypted with a
+key derived from the connection's secrets (only holders of the password can read them), files are
+0600 in a 0700 directory, and a file lock makes concurrent task processes do one sign-in, not many.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from airflow_cognito_iam.auth.models import CognitoTokens, IdentityCredentials
+from airflow_cognito_iam.auth.settings import CognitoSettings
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR_ENV = "AIRFLOW_COGNITO_IAM_CACHE_DIR"
+_FORMAT_VERSION = 1
+# Long enough for one sign-in with its retries; after that a waiter signs in itself rather than hang.
+_LOCK_WAIT_SECONDS = 120.0
+_LOCK_POLL_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """What one sign-in produced: tokens (the refresh token spares a later sign-in) and credentials.
+
+    ``issued_at`` is when the credentials were received, so a reader can tell their full lifetime.
+    """
+
+    tokens: CognitoTokens | None = field(default=None, repr=False)
+    credentials: IdentityCredentials | None = field(default=None, repr=False)
+    issued_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Serialisable form (contains secrets: only ever written encrypted)."""
+        data: dict[str, Any] = {"issued_at": _iso(self.issued_at)}
+        if self.tokens is not None:
+            t = self.tokens
+            data["tokens"] = {
+                "id_token": t.id_token,
+                "access_token": t.access_token,
+                "refresh_token": t.refresh_token,
+                "expires_at": _iso(t.expires_at),
+                "secret_hash_username": t.secret_hash_username,
+            }
+        if self.credentials is not None:
+            c = self.credentials
+            data["credentials"] = {
+                "identity_id": c.identity_id,
+                "access_key_id": c.access_key_id,
+                "secret_access_key": c.secret_access_key,
+                "session_token": c.session_token,
+                "expiration": _iso(c.expiration),
+            }
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CacheEntry:
+        """Inverse of :meth:`to_json`; raises KeyError/ValueError/TypeError on a malformed entry."""
+        tokens = credentials = None
+        if t := data.get("tokens"):
+            tokens = CognitoTokens(
+                id_token=str(t["id_token"]),
+                access_token=str(t["access_token"]),
+                refresh_token=t["refresh_token"],
+                expires_at=datetime.fromisoformat(t["expires_at"]),
+                secret_hash_username=t.get("secret_hash_username"),
+            )
+        if c := data.get("credentials"):
+            credentials = IdentityCredentials(
+                identity_id=str(c["identity_id"]),
+                access_key_id=str(c["access_key_id"]),
+                secret_access_key=str(c["secret_access_key"]),
+                session_token=str(c["session_token"]),
+                expiration=datetime.fromisoformat(c["expiration"]),
+            )
+        issued = data.get("issued_at")
+        return cls(tokens, credentials, datetime.fromisoformat(issued) if issued else None)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class CredentialCache(Protocol):
+    """Where a provider looks before calling Cognito; ``lock()`` spans check, fetch and store."""
+
+    def lock(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def load(self) -> CacheEntry | None: ...
+
+    def store(self, entry: CacheEntry) -> None: ...
+
+
+def secret_fingerprint(settings: CognitoSettings) -> str:
+    """A hash of the connection's secrets, so an entry is only found by someone holding them."""
+    material = "\x1f".join((settings.password, settings.client_secret or "", settings.cache_key()))
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+# Per process: hooks for the same connection share one entry (and one lock) instead of signing in twice.
+_MEMORY: dict[str, CacheEntry] = {}
+_MEMORY_LOCKS: dict[str, threading.RLock] = {}
+_MEMORY_GUARD = threading.Lock()
+
+
+def _memory_lock(key: str) -> threading.RLock:
+    with _MEMORY_GUARD:
+        return _MEMORY_LOCKS.setdefault(key, threading.RLock())
+
+
+def clear_memory_cache() -> None:
+    """Forget every in-process entry (tests, or after rotating a password)."""
+    with _MEMORY_GUARD:
+        _MEMORY.clear()
+
+
+class MemoryCredentialCache:
+    """In-process cache keyed by the connection's cache key and a fingerprint of its secrets."""
+
+    def __init__(self, settings: CognitoSettings) -> None:
+        self._key = f"{settings.cache_key()}:{secret_fingerprint(settings)}"
+        self._lock = _memory_lock(self._key)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Serialise refreshes of this connection within the process."""
+        with self._lock:
+            yield
+
+    def load(self) -> CacheEntry | None:
+        """The entry stored by any hook of this process for the same connection, if any."""
+        with _MEMORY_GUARD:
+            return _MEMORY.get(self._key)
+
+    def store(self, entry: CacheEntry) -> None:
+        """Remember the entry for the other hooks of this process."""
+        with _MEMORY_GUARD:
+            _MEMORY[self._key] = entry
+
+
+def default_cache_dir() -> Path:
+    """``$AIRFLOW_COGNITO_IAM_CACHE_DIR``, else ``~/.cache/airflow-cognito-iam``."""
+    configured = os.environ.get(CACHE_DIR_ENV)
+    return Path(configured) if configured else Path.home() / ".cache" / "airflow-cognito-iam"
+
+
+_DERIVED_KEYS: dict[str, bytes] = {}
+_DERIVED_GUARD = threading.Lock()
+
+
+def derive_fernet_key(settings: CognitoSettings) -> bytes:
+    """Fernet key from the password, client secret and cache key.
+
+    scrypt, not a fast hash: without a client secret the password is the only secret, and a cache
+    file must not become a cheap offline password oracle. Derived once per process per connection.
+    """
+    fingerprint = secret_fingerprint(settings)
+    with _DERIVED_GUARD:
+        if fingerprint in _DERIVED_KEYS:
+            return _DERIVED_KEYS[fingerprint]
+    material = "\x1f".join((settings.password, settings.client_secret or "")).encode()
+    kdf = Scrypt(salt=f"airflow-cognito-iam/v1/{settings.cache_key()}".encode(), length=32, n=2**14, r=8, p=1)
+    key = base64.urlsafe_b64encode(kdf.derive(material))
+    with _DERIVED_GUARD:
+        _DERIVED_KEYS[fingerprint] = key
+    return key
+
+
+class FileCredentialCache:
+    """Encrypted one-file-per-connection cache shared by the task processes on one worker."""
+
+    def __init__(self, settings: CognitoSettings, directory: Path | None = None) -> None:
+        self._settings = settings
+        self._dir = directory or default_cache_dir()
+        key = settings.cache_key()
+        self.path = self._dir / f"{key}.bin"
+        self._lock_path = self._dir / f"{key}.lock"
+        self._fernet: Fernet | None = None
+
+    @property
+    def fernet(self) -> Fernet:
+        if self._fernet is None:
+            self._fernet = Fernet(derive_fernet_key(self._settings))
+        return self._fernet
+
+    def _ensure_dir(self) -> None:
+        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # mkdir's mode is masked by umask and ignored for an existing directory.
+        if self._dir.stat().st_mode & 0o077:
+            os.chmod(self._dir, 0o700)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive flock on a side file, bounded: after the wait a process proceeds on its own."""
+        try:
+            self._ensure_dir()
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            log.warning("Credential cache lock unavailable (%s); continuing without it", exc.strerror)
+            yield
+            return
+        try:
+            deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+            locked = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    locked = True
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        log.warning("Timed out waiting for the credential cache lock; signing in anyway")
+                        break
+                    time.sleep(_LOCK_POLL_SECONDS)
+            try:
+                yield
+            finally:
+                if locked:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def load(self) -> CacheEntry | None:
+        """The decrypted entry, or None when missing, unreadable, tampered with or for other secrets."""
+        try:
+            blob = self.path.read_bytes()
+        except OSError:
+            return None
+        try:
+            data = json.loads(self.fernet.decrypt(blob))
+            if data.get("v") != _FORMAT_VERSION or data.get("key") != self._settings.cache_key():
+                return None
+            return CacheEntry.from_json(data["entry"])
+        except (InvalidToken, ValueError, KeyError, TypeError, AttributeError):
+            # Corrupt, written with other secrets (e.g. before a password change), or an old format.
+            log.debug("Ignoring unreadable credential cache entry %s", self.path.name)
+            return None
+
+    def store(self, entry: CacheEntry) -> None:
+        """Write atomically (temp file + rename) with 0600 permissions; failures only cost a sign-in."""
+        payload = json.dumps(
+            {"v": _FORMAT_VERSION, "key": self._settings.cache_key(), "entry": entry.to_json()}
+        ).encode()
+        try:
+            self._ensure_dir()
+            fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".", suffix=".tmp")  # mkstemp creates 0600
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(self.fernet.encrypt(payload))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            log.warning("Could not write the credential cache (%s); later tasks will sign in", exc.strerror)
+
+
+class SharedCredentialCache:
+    """Memory first, then the encrypted file; the lock is both, so threads and processes queue once."""
+
+    def __init__(self, settings: CognitoSettings, directory: Path | None = None) -> None:
+        self.memory = MemoryCredentialCache(settings)
+        self.file = FileCredentialCache(settings, directory)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Thread lock first so only one thread per process waits on the file lock."""
+        with self.memory.lock(), self.file.lock():
+            yield
+
+    def load(self) -> CacheEntry | None:
+        """The fresher of the in-process and on-disk entries (another process may have refreshed)."""
+        in_memory = self.memory.load()
+        on_disk = self.file.load()
+        if in_memory is None:
+            return on_disk
+        if on_disk is None:
+            return in_memory
+        return on_disk if _expiration(on_disk) > _expiration(in_memory) else in_memory
+
+    def store(self, entry: CacheEntry) -> None:
+        """Store in both layers."""
+        self.memory.store(entry)
+        self.file.store(entry)
+
+
+def _expiration(entry: CacheEntry) -> float:
+    return entry.credentials.expiration.timestamp() if entry.credentials else float("-inf")
+
+
+def cache_for(settings: CognitoSettings) -> CredentialCache | None:
+    """The cache the connection asks for: ``shared`` (default), ``memory`` or ``none``."""
+    if settings.credential_cache == "none":
+        return None
+    if settings.credential_cache == "memory":
+        return MemoryCredentialCache(settings)
+    return SharedCredentialCache(settings)

@@ -1,0 +1,306 @@
+"""CognitoCredentialProvider: user pool tokens → identity pool → botocore ``RefreshableCredentials``.
+
+Callers never refresh by hand: they call ``get_frozen_credentials()`` on what this hands out, and
+botocore's refresh windows and lock decide when (and in which single thread) the callback runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from botocore.credentials import RefreshableCredentials
+
+from airflow_cognito_iam.auth.cache import CacheEntry, CredentialCache
+from airflow_cognito_iam.auth.identity_pool import IdentityPoolExchanger, IdTokenRejectedError
+from airflow_cognito_iam.auth.models import CognitoTokens, IdentityCredentials
+from airflow_cognito_iam.auth.settings import CognitoSettings
+from airflow_cognito_iam.auth.user_pool import UserPoolAuthenticator
+
+TimeFetcher = Callable[[], datetime]
+#: Called with every secret value received (tokens, keys) so the Airflow layer can mask it.
+SecretSink = Callable[[str], None]
+
+# An ID token only has to outlive the GetCredentialsForIdentity call (or one bearer request);
+# Cognito's shortest token lifetime is 5 minutes, so this never forces a refresh per call.
+_TOKEN_MARGIN_CAP = 60.0
+# Fraction of the credential lifetime used as the advisory window at most: moto's 90 s credentials
+# get a 30 s window instead of the configured 5 min (which would mean a refresh on every request).
+_LIFETIME_FRACTION = 1 / 3
+# botocore's defaults keep mandatory at 2/3 of advisory (10 min vs 15 min); keep that shape.
+_MANDATORY_FRACTION = 2 / 3
+
+
+@dataclass(frozen=True)
+class FrozenCredentials:
+    """A consistent (access_key, secret_key, token) triple, named as botocore names them."""
+
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    token: str = field(repr=False)
+    identity_id: str | None = None
+    expiration: datetime | None = None
+
+
+class CognitoRefreshableCredentials(RefreshableCredentials):
+    """botocore's ``RefreshableCredentials`` plus two knobs it only has privately.
+
+    botocore documents per-instance windows (constructor ``advisory_timeout``/``mandatory_timeout``)
+    but not changing them later, nor a forced refresh; both reuse its own fields and lock so a
+    forced refresh serialises with the automatic ones.
+    """
+
+    def set_windows(self, advisory: float, mandatory: float) -> None:
+        """Retune the refresh windows after a refresh brought credentials of another lifetime."""
+        this = cast(Any, self)
+        this._advisory_refresh_timeout = advisory
+        this._mandatory_refresh_timeout = mandatory
+
+    def force_refresh(self) -> None:
+        """Refresh now, whatever the expiry says (the API rejected these credentials)."""
+        this = cast(Any, self)
+        with this._refresh_lock:
+            this._protected_refresh(is_mandatory=True)
+
+
+def utc_now() -> datetime:
+    """Default clock (aware UTC)."""
+    return datetime.now(UTC)
+
+
+def refresh_windows(configured_margin: float, lifetime: float) -> tuple[float, float]:
+    """(advisory, mandatory) seconds before expiry for credentials that live ``lifetime`` seconds."""
+    advisory = max(0.0, min(configured_margin, lifetime * _LIFETIME_FRACTION))
+    return advisory, advisory * _MANDATORY_FRACTION
+
+
+class CognitoCredentialProvider:
+    """Hands out refreshing AWS credentials for one Cognito user, sharing them through ``cache``.
+
+    Concurrency: threads sharing the returned ``RefreshableCredentials`` refresh once (botocore's
+    lock); several providers of one connection in one process, or several processes with the
+    shared cache, refresh once because the fetch runs under ``cache.lock()`` and re-reads the cache.
+    """
+
+    def __init__(
+        self,
+        settings: CognitoSettings,
+        *,
+        cache: CredentialCache | None = None,
+        time_fetcher: TimeFetcher = utc_now,
+        authenticator: UserPoolAuthenticator | None = None,
+        exchanger: IdentityPoolExchanger | None = None,
+        on_secret: SecretSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self._cache = cache
+        self._now = time_fetcher
+        self._authenticator = authenticator
+        self._exchanger = exchanger
+        self._on_secret = on_secret
+        self._tokens: CognitoTokens | None = None
+        self._entry: CacheEntry | None = None
+        self._credentials: CognitoRefreshableCredentials | None = None
+        self._force = False
+        self._lock = threading.RLock()
+
+    # -- lazily built Cognito clients: a provider served from cache never creates one ------------
+    @property
+    def authenticator(self) -> UserPoolAuthenticator:
+        if self._authenticator is None:
+            self._authenticator = UserPoolAuthenticator(self.settings)
+        return self._authenticator
+
+    @property
+    def exchanger(self) -> IdentityPoolExchanger:
+        if self._exchanger is None:
+            self._exchanger = IdentityPoolExchanger(self.settings)
+        return self._exchanger
+
+    @property
+    def identity_id(self) -> str | None:
+        """The identity pool identity these credentials belong to (None before the first fetch)."""
+        entry = self._entry
+        if entry is not None and entry.credentials is not None:
+            return entry.credentials.identity_id
+        return None
+
+    @property
+    def token_margin(self) -> float:
+        return min(self.settings.refresh_margin_seconds, _TOKEN_MARGIN_CAP)
+
+    def _reveal(self, *values: str | None) -> None:
+        if self._on_secret is None:
+            return
+        for value in values:
+            if value:
+                self._on_secret(value)
+
+    def _tokens_usable(self, tokens: CognitoTokens | None, now: datetime) -> bool:
+        return tokens is not None and (tokens.expires_at - now).total_seconds() > self.token_margin
+
+    def _credentials_usable(self, entry: CacheEntry | None, now: datetime) -> bool:
+        if entry is None or entry.credentials is None:
+            return False
+        remaining = (entry.credentials.expiration - now).total_seconds()
+        issued = entry.issued_at or now
+        lifetime = (entry.credentials.expiration - issued).total_seconds()
+        advisory, _ = refresh_windows(self.settings.refresh_margin_seconds, lifetime)
+        # Strictly outside the advisory window, or a refresh would get these same credentials back.
+        return remaining > advisory
+
+    def _adopt(self, entry: CacheEntry) -> None:
+        self._entry = entry
+        if entry.tokens is not None:
+            self._tokens = entry.tokens
+            self._reveal(entry.tokens.id_token, entry.tokens.access_token, entry.tokens.refresh_token)
+        if entry.credentials is not None:
+            c = entry.credentials
+            self._reveal(c.access_key_id, c.secret_access_key, c.session_token)
+
+    def _load_cached(self) -> CacheEntry | None:
+        return self._cache.load() if self._cache is not None else None
+
+    def get_tokens(self) -> CognitoTokens:
+        """User pool tokens valid for at least the token margin (cached, refreshed, or a sign-in)."""
+        tokens = self._tokens
+        if tokens is not None and self._tokens_usable(tokens, self._now()):
+            return tokens  # the per-request path of bearer mode: no lock, no file read
+        with self._lock, self._cache_lock():
+            now = self._now()
+            cached = self._load_cached()
+            if cached is not None and self._tokens_usable(cached.tokens, now):
+                self._adopt(cached)
+                assert cached.tokens is not None
+                return cached.tokens
+            if self._tokens_usable(self._tokens, now):
+                assert self._tokens is not None
+                return self._tokens
+            tokens = self._renew_tokens(cached, now)
+            entry = CacheEntry(tokens, cached.credentials if cached else None, cached.issued_at if cached else None)
+            self._store(entry)
+            return tokens
+
+    def _renew_tokens(self, cached: CacheEntry | None, now: datetime) -> CognitoTokens:
+        # A refresh token from any earlier process spares a full sign-in.
+        current = self._tokens
+        if cached is not None and cached.tokens is not None:
+            current = cached.tokens
+        tokens = self.authenticator.get_valid_tokens(current, now, self.token_margin)
+        self._tokens = tokens
+        self._reveal(tokens.id_token, tokens.access_token, tokens.refresh_token)
+        return tokens
+
+    def _store(self, entry: CacheEntry) -> None:
+        self._entry = entry
+        if self._cache is not None:
+            self._cache.store(entry)
+
+    def _cache_lock(self) -> contextlib.AbstractContextManager[None]:
+        return self._cache.lock() if self._cache is not None else contextlib.nullcontext()
+
+    def fetch(self) -> CacheEntry:
+        """Credentials valid beyond the refresh window: from the cache, else from Cognito (then cached)."""
+        with self._lock, self._cache_lock():
+            now = self._now()
+            force, self._force = self._force, False
+            cached = self._load_cached()
+            if not force and self._credentials_usable(cached, now):
+                assert cached is not None
+                self._adopt(cached)
+                return cached
+            if not force and self._credentials_usable(self._entry, now):
+                assert self._entry is not None
+                return self._entry
+            tokens = cached.tokens if cached is not None and self._tokens_usable(cached.tokens, now) else None
+            if tokens is None:
+                tokens = self._renew_tokens(cached, now)
+            else:
+                self._tokens = tokens
+            try:
+                credentials = self.exchanger.get_credentials(tokens.id_token)
+            except IdTokenRejectedError:
+                # A cached ID token can be revoked or clock-skewed: one fresh sign-in, then give up.
+                tokens = self.authenticator.sign_in()
+                self._tokens = tokens
+                self._reveal(tokens.id_token, tokens.access_token, tokens.refresh_token)
+                credentials = self.exchanger.get_credentials(tokens.id_token)
+            self._reveal(credentials.access_key_id, credentials.secret_access_key, credentials.session_token)
+            entry = CacheEntry(tokens, credentials, self._now())
+            self._store(entry)
+            return entry
+
+    def _metadata(self) -> dict[str, Any]:
+        """The refresh callback botocore calls; also retunes the windows to the new lifetime."""
+        entry = self.fetch()
+        assert entry.credentials is not None
+        if self._credentials is not None:
+            self._tune(self._credentials, entry)
+        return _to_metadata(entry.credentials)
+
+    def _tune(self, credentials: CognitoRefreshableCredentials, entry: CacheEntry) -> None:
+        assert entry.credentials is not None
+        issued = entry.issued_at or self._now()
+        lifetime = (entry.credentials.expiration - issued).total_seconds()
+        advisory, mandatory = refresh_windows(self.settings.refresh_margin_seconds, lifetime)
+        # In place: every signer and boto3 session already holds this object.
+        credentials.set_windows(advisory, mandatory)
+
+    def get_refreshable_credentials(self) -> CognitoRefreshableCredentials:
+        """One ``RefreshableCredentials`` per provider, shared by every signer and boto3 session."""
+        with self._lock:
+            if self._credentials is None:
+                entry = self.fetch()
+                assert entry.credentials is not None
+                issued = entry.issued_at or self._now()
+                lifetime = (entry.credentials.expiration - issued).total_seconds()
+                advisory, mandatory = refresh_windows(self.settings.refresh_margin_seconds, lifetime)
+                c = entry.credentials
+                # The constructor rather than create_from_metadata: only it accepts time_fetcher.
+                credentials = CognitoRefreshableCredentials(
+                    access_key=c.access_key_id,
+                    secret_key=c.secret_access_key,
+                    token=c.session_token,
+                    expiry_time=c.expiration,
+                    refresh_using=self._metadata,
+                    method="cognito-identity",
+                    time_fetcher=self._now,
+                )
+                credentials.set_windows(advisory, mandatory)
+                self._credentials = credentials
+            return self._credentials
+
+    def get_credentials(self) -> FrozenCredentials:
+        """Frozen credentials valid now (refreshed first if needed), with the identity id."""
+        frozen = self.get_refreshable_credentials().get_frozen_credentials()
+        entry = self._entry
+        return FrozenCredentials(
+            access_key=frozen.access_key or "",
+            secret_key=frozen.secret_key or "",
+            token=frozen.token or "",
+            identity_id=self.identity_id,
+            expiration=entry.credentials.expiration if entry and entry.credentials else None,
+        )
+
+    def force_refresh(self) -> None:
+        """Replace the credentials now (the API said they expired), bypassing cache and windows."""
+        with self._lock:
+            self._force = True
+            if self._credentials is None:
+                self.get_refreshable_credentials()
+                return
+            credentials = self._credentials
+        credentials.force_refresh()
+
+
+def _to_metadata(credentials: IdentityCredentials) -> dict[str, Any]:
+    return {
+        "access_key": credentials.access_key_id,
+        "secret_key": credentials.secret_access_key,
+        "token": credentials.session_token,
+        "expiry_time": credentials.expiration.isoformat(),
+    }
