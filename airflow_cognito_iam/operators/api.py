@@ -1,0 +1,446 @@
+"""CognitoIamApiOperator: call an IAM-protected API as a Cognito identity and land the result.
+
+The hook owns signing, credential refresh, host pinning and retries of each request; this operator
+owns what a task needs around them: pagination, checks and filters, and where the result goes
+(XCom for small results, a streamed ``s3://`` or ``file://`` object for anything else).
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal, get_args
+from urllib.parse import urlsplit
+
+import requests
+from airflow.sdk import Asset, AssetAlias, BaseOperator
+from airflow.sdk.bases.decorator import determine_kwargs
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+from airflow_cognito_iam.auth.errors import ApiRefusalError, AuthenticationError, ConfigurationError
+from airflow_cognito_iam.auth.retry import RetryPolicy
+from airflow_cognito_iam.storage import Sink, open_sink, parse_destination
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
+
+AuthMode = Literal["iam", "id_token", "access_token"]
+AUTH_MODES: tuple[str, ...] = get_args(AuthMode)
+METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+#: RFC 9110 §9.2.2: repeating these cannot change the outcome, so a broken body may be fetched again.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: Keys a ``pagination`` callable may return; dict values merge over the current request's.
+PAGINATION_KEYS = frozenset({"endpoint", "query", "json", "data", "headers"})
+DEFAULT_MAX_XCOM_BYTES = 1024 * 1024
+#: Read size when streaming a body to storage: large enough for throughput, small next to a part.
+STREAM_CHUNK_BYTES = 1024 * 1024
+
+#: Errors retrying cannot fix: fail the task without Airflow's task-level retries.
+_PERMANENT_ERRORS = (ConfigurationError, AuthenticationError, ApiRefusalError, ValueError)
+
+
+class XComTooLargeError(AirflowFailException):
+    """The result is too big for XCom; the user should stream it to ``destination`` instead."""
+
+
+def is_broken_body(exc: BaseException) -> bool:
+    """True when the response started but its body broke off (reset, truncation, read timeout)."""
+    return isinstance(
+        exc,
+        requests.exceptions.ChunkedEncodingError
+        | requests.exceptions.ConnectionError
+        | requests.exceptions.Timeout
+        | Urllib3HTTPError,
+    ) and not isinstance(exc, requests.exceptions.SSLError)
+
+
+def merge_request(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The next request's arguments: ``changes`` merged over ``current`` (dicts merged, others replaced)."""
+    unknown = sorted(set(changes) - PAGINATION_KEYS)
+    if unknown:
+        raise ValueError(f"pagination returned unknown keys {unknown}; allowed: {sorted(PAGINATION_KEYS)}")
+    merged = dict(current)
+    for key, value in changes.items():
+        old = merged.get(key)
+        merged[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
+    return merged
+
+
+class CognitoIamApiOperator(BaseOperator):
+    """Call an API behind API Gateway (AWS_IAM or Cognito authorizer) as a Cognito user pool user.
+
+    :param cognito_iam_conn_id: ``cognito_iam`` connection: API host, user and pools.
+    :param endpoint: path relative to the connection host (templated). An absolute URL must point at
+        the connection's host or one of ``allowed_hosts``.
+    :param method: HTTP method.
+    :param query: query-string parameters (templated). (``params`` is BaseOperator's DAG params.)
+    :param json: JSON request body (templated).
+    :param data: raw or form request body (templated).
+    :param headers: extra request headers (templated); never logged.
+    :param auth: ``"iam"`` (SigV4 with identity pool credentials), ``"id_token"`` or ``"access_token"``
+        (``Authorization`` bearer token for Cognito-authorizer APIs).
+    :param pagination: ``callable(response) -> dict | None``: the request arguments to change for the
+        next page (any of endpoint, query, json, data, headers; dicts merge over the current ones),
+        or ``None`` when done.
+    :param response_check: ``callable(response, **context) -> bool`` run on every page; False fails.
+    :param response_filter: ``callable(response, **context) -> value`` run on every page; a list
+        value counts as records (one JSON line each in storage, concatenated in XCom).
+    :param destination: ``s3://bucket/key`` or ``file:///path`` (templated). Omit to return the
+        result to XCom. The object appears only when complete; a re-run overwrites it.
+    :param aws_conn_id: AWS connection for ``s3://`` destinations (amazon provider).
+    :param max_xcom_bytes: largest result returned to XCom; larger results fail, naming ``destination``.
+    :param max_attempts: attempts per request for 429/502/503/504 and connection errors.
+    :param max_retry_seconds: total time budget for the attempts of one request.
+    :param retry_non_idempotent: also repeat POST/PATCH after errors where the server may have
+        received the request (only opt in when the API deduplicates).
+    :param allowed_hosts: extra hosts signed requests may go to (e.g. a pagination link's host).
+    """
+
+    template_fields: Sequence[str] = ("endpoint", "query", "json", "data", "headers", "destination")
+    template_fields_renderers = {"query": "json", "json": "json", "headers": "json", "data": "py"}
+    ui_color = "#ff9900"
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        cognito_iam_conn_id: str = "cognito_iam_default",
+        method: str = "GET",
+        query: dict[str, Any] | None = None,
+        json: Any = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        auth: AuthMode = "iam",
+        pagination: Callable[[requests.Response], Mapping[str, Any] | None] | None = None,
+        response_check: Callable[..., bool] | None = None,
+        response_filter: Callable[..., Any] | None = None,
+        destination: str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        max_xcom_bytes: int = DEFAULT_MAX_XCOM_BYTES,
+        max_attempts: int = 5,
+        max_retry_seconds: float = 60.0,
+        retry_non_idempotent: bool = False,
+        allowed_hosts: Collection[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        problems = []
+        if auth not in AUTH_MODES:
+            problems.append(f"auth={auth!r} must be one of {list(AUTH_MODES)}")
+        if method.upper() not in METHODS:
+            problems.append(f"method={method!r} must be one of {sorted(METHODS)}")
+        if json is not None and data is not None:
+            problems.append("give either json or data, not both")
+        if max_xcom_bytes < 1:
+            problems.append("max_xcom_bytes must be positive")
+        if max_attempts < 1:
+            problems.append("max_attempts must be at least 1")
+        if max_retry_seconds < 0:
+            problems.append("max_retry_seconds must not be negative")
+        if isinstance(allowed_hosts, str):
+            problems.append("allowed_hosts must be a list of host names, not one string")
+        if problems:
+            raise ValueError(f"{type(self).__name__} {kwargs.get('task_id', '')!r}: " + "; ".join(problems))
+        self.cognito_iam_conn_id = cognito_iam_conn_id
+        self.endpoint = endpoint
+        self.method = method.upper()
+        self.query = query or {}
+        self.json = json
+        self.data = data
+        self.headers = headers or {}
+        self.auth = auth
+        self.pagination = pagination
+        self.response_check = response_check
+        self.response_filter = response_filter
+        self.destination = destination
+        self.aws_conn_id = aws_conn_id
+        self.max_xcom_bytes = max_xcom_bytes
+        self.max_attempts = max_attempts
+        self.max_retry_seconds = max_retry_seconds
+        self.retry_non_idempotent = retry_non_idempotent
+        self.allowed_hosts = tuple(allowed_hosts)
+
+    @cached_property
+    def request_retry_policy(self) -> RetryPolicy:
+        """Backoff for each request, from this operator's retry settings."""
+        return RetryPolicy(max_attempts=self.max_attempts, max_seconds=self.max_retry_seconds)
+
+    @cached_property
+    def hook(self) -> CognitoIamHook:
+        """The hook for ``cognito_iam_conn_id``, pinned to the connection host plus ``allowed_hosts``."""
+        from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
+
+        return CognitoIamHook(
+            self.cognito_iam_conn_id, allowed_hosts=self.allowed_hosts, retry_policy=self.request_retry_policy
+        )
+
+    def execute(self, context: Context) -> Any:
+        try:
+            if self.destination:
+                parse_destination(self.destination)
+            # Resolves the connection and refuses a foreign host before any network call.
+            self.hook.url_for(self.endpoint)
+            if self.destination:
+                return self._to_destination(context, self.destination)
+            return self._to_xcom(context)
+        except _PERMANENT_ERRORS as exc:
+            # Airflow's task retries cannot fix a bad connection, a refused role or a bad argument.
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _initial_request(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "query": self.query,
+            "json": self.json,
+            "data": self.data,
+            "headers": self.headers,
+        }
+
+    def _send(self, request: Mapping[str, Any]) -> requests.Response:
+        """One signed request with the status read and the body not yet read."""
+        return self.hook.request(
+            self.method,
+            request["endpoint"],
+            mode=self.auth,
+            retry_non_idempotent=self.retry_non_idempotent,
+            retry_policy=self.request_retry_policy,
+            params=request["query"] or None,
+            json=request["json"],
+            data=request["data"],
+            headers=request["headers"] or None,
+            stream=True,
+        )
+
+    def _body_retrying(self, request: Mapping[str, Any]) -> Any:
+        """Tenacity retrying for a body that broke off mid-read; safe only for idempotent methods."""
+        repeatable = self.method in IDEMPOTENT_METHODS or self.retry_non_idempotent
+        policy = self.request_retry_policy if repeatable else RetryPolicy(max_attempts=1)
+        return policy.retrying(is_broken_body, what=f"{self.method} {_path_of(request['endpoint'])} body")
+
+    def _fetch_page(self, request: Mapping[str, Any], limit: int | None = None) -> requests.Response:
+        """Fetch a whole page into memory, fetching it again if its body breaks off.
+
+        Because a page is complete before anything is written, a retried page is never duplicated.
+        """
+
+        def once() -> requests.Response:
+            response = self._send(request)
+            try:
+                if limit is None:
+                    _ = response.content
+                else:
+                    _read_capped(response, limit)
+            except BaseException:
+                response.close()
+                raise
+            return response
+
+        response: requests.Response = self._body_retrying(request)(once)
+        return response
+
+    def _pages(self, context: Context, limit: Callable[[], int | None] | None = None) -> Iterator[requests.Response]:
+        """Yield each checked page; follows ``pagination`` and refuses a next page on a foreign host."""
+        request = self._initial_request()
+        seen = {_fingerprint(request)}
+        while True:
+            response = self._fetch_page(request, limit() if limit else None)
+            self._check(response, context)
+            yield response
+            if self.pagination is None:
+                return
+            changes = self.pagination(response)
+            if not changes:
+                return
+            request = merge_request(request, changes)
+            self.hook.url_for(request["endpoint"])
+            fingerprint = _fingerprint(request)
+            if fingerprint in seen:
+                raise AirflowFailException(
+                    "pagination returned a request already made; stopping instead of looping forever "
+                    f"(endpoint {_path_of(request['endpoint'])})"
+                )
+            seen.add(fingerprint)
+
+    def _check(self, response: requests.Response, context: Context) -> None:
+        if self.response_check is None:
+            return
+        kwargs = determine_kwargs(self.response_check, [response], context)
+        if not self.response_check(response, **kwargs):
+            raise AirflowException(
+                f"response_check returned False for {self.method} {_path_of(response.url)} "
+                f"(HTTP {response.status_code})"
+            )
+
+    def _filtered(self, response: requests.Response, context: Context) -> Any:
+        if self.response_filter is None:
+            return _decode(response)
+        kwargs = determine_kwargs(self.response_filter, [response], context)
+        return self.response_filter(response, **kwargs)
+
+    # -- XCom -----------------------------------------------------------------------------------
+
+    def _to_xcom(self, context: Context) -> Any:
+        raw_total = 0
+
+        def remaining() -> int | None:
+            # Without a filter the raw body is what lands in XCom, so stop reading early.
+            return None if self.response_filter else self.max_xcom_bytes - raw_total + 1
+
+        results: list[Any] = []
+        pages = 0
+        for response in self._safe_pages(context, remaining):
+            pages += 1
+            raw_total += len(response.content)
+            self._refuse_if_too_large(raw_total)
+            value = self._filtered(response, context)
+            if self.pagination is None:
+                results = [value]
+            elif self.response_filter is not None and isinstance(value, list):
+                results.extend(value)
+            else:
+                results.append(value)
+        result = results[0] if self.pagination is None else results
+        size = len(jsonlib.dumps(result, default=str).encode())
+        self._refuse_if_too_large(size)
+        self.log.info("%s %s: %d page(s), %d bytes returned to XCom", self.method, _path_of(self.endpoint), pages, size)
+        return result
+
+    def _safe_pages(self, context: Context, limit: Callable[[], int | None]) -> Iterator[requests.Response]:
+        try:
+            yield from self._pages(context, limit)
+        except _BodyTooLarge:
+            self._refuse_if_too_large(self.max_xcom_bytes + 1)
+
+    def _refuse_if_too_large(self, size: int) -> None:
+        if size > self.max_xcom_bytes:
+            raise XComTooLargeError(
+                f"The result of {self.method} {_path_of(self.endpoint)} is over max_xcom_bytes="
+                f"{self.max_xcom_bytes} (at least {size} bytes). XCom is for small results: set "
+                "destination='s3://bucket/prefix/{{ ds }}/result.jsonl' (or a file:// path) to stream "
+                "it to storage, or raise max_xcom_bytes."
+            )
+
+    # -- storage --------------------------------------------------------------------------------
+
+    def _to_destination(self, context: Context, uri: str) -> dict[str, Any]:
+        if self.pagination is None and self.response_filter is None:
+            summary = self._stream_body(context, uri)
+        else:
+            summary = self._write_pages(context, uri)
+        self.log.info(
+            "%s %s: %d page(s), %d record(s), %d bytes written to %s",
+            self.method,
+            _path_of(self.endpoint),
+            summary["pages"],
+            summary["records"],
+            summary["bytes"],
+            uri,
+        )
+        self._emit_asset_event(context, summary)
+        return summary
+
+    def _open(self, uri: str) -> Sink:
+        content_type = "application/x-ndjson" if self.pagination or self.response_filter else None
+        return open_sink(uri, self.aws_conn_id, content_type=content_type)
+
+    def _stream_body(self, context: Context, uri: str) -> dict[str, Any]:
+        """Stream one response body to storage; a body that breaks off is fetched again into a new sink."""
+        request = self._initial_request()
+
+        def once() -> dict[str, Any]:
+            response = self._send(request)
+            with response:
+                self._check(response, context)
+                lines = 0
+                last = b"\n"
+                with self._open(uri) as sink:
+                    for chunk in response.iter_content(STREAM_CHUNK_BYTES):
+                        sink.write(chunk)
+                        lines += chunk.count(b"\n")
+                        last = chunk[-1:] or last
+                    lines += last != b"\n"
+            return {"uri": uri, "bytes": sink.bytes_written, "records": lines, "pages": 1}
+
+        summary: dict[str, Any] = self._body_retrying(request)(once)
+        return summary
+
+    def _write_pages(self, context: Context, uri: str) -> dict[str, Any]:
+        """One JSON line per page, or per record when ``response_filter`` returns a list."""
+        pages = records = 0
+        with self._open(uri) as sink:
+            for response in self._pages(context):
+                pages += 1
+                value = self._filtered(response, context)
+                items = value if self.response_filter is not None and isinstance(value, list) else [value]
+                for item in items:
+                    sink.write_json_line(item)
+                records += len(items)
+                response.close()
+        return {"uri": uri, "bytes": sink.bytes_written, "records": records, "pages": pages}
+
+    def _emit_asset_event(self, context: Context, summary: Mapping[str, Any]) -> None:
+        """Describe the written object on the Asset event for matching ``outlets``.
+
+        Airflow emits an event for every Asset in ``outlets`` when the task succeeds; an Asset whose
+        URI is the destination (or a folder of it) gets the counts as extra, and an AssetAlias gets an
+        event for the exact object written (useful with a templated destination).
+        """
+        outlet_events = context.get("outlet_events")
+        if outlet_events is None or not self.outlets:
+            return
+        uri = str(summary["uri"])
+        extra = {key: summary[key] for key in ("uri", "bytes", "records", "pages")}
+        named = False
+        for outlet in self.outlets:
+            if isinstance(outlet, AssetAlias):
+                outlet_events[outlet].add(Asset(uri=uri), extra=extra)
+                named = True
+            elif isinstance(outlet, Asset) and (uri == outlet.uri or uri.startswith(outlet.uri.rstrip("/") + "/")):
+                outlet_events[outlet].extra.update(extra)
+                named = True
+        if not named:
+            self.log.warning(
+                "None of the outlets names %s (use Asset(%r), an Asset of a parent folder, or an AssetAlias)",
+                uri,
+                uri,
+            )
+
+
+class _BodyTooLarge(Exception):
+    """A body went past the byte limit while being read."""
+
+
+def _read_capped(response: requests.Response, limit: int) -> None:
+    """Read the body into ``response.content`` but give up past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what requests itself does when it reads the body
+    response._content_consumed = True  # type: ignore[attr-defined]
+
+
+def _decode(response: requests.Response) -> Any:
+    """The JSON body, or its text when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _fingerprint(request: Mapping[str, Any]) -> str:
+    return jsonlib.dumps(request, sort_keys=True, default=str)
+
+
+def _path_of(endpoint: str) -> str:
+    """The path alone: query strings can carry values that do not belong in logs."""
+    return urlsplit(endpoint).path or "/"

@@ -1,0 +1,122 @@
+"""CognitoIamApiSensor: wait until a signed API call says a condition holds (e.g. a job is done)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import requests
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.bases.decorator import determine_kwargs
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_cognito_iam.auth.errors import (
+    ApiRefusalError,
+    AuthenticationError,
+    ConfigurationError,
+    TransientError,
+)
+from airflow_cognito_iam.auth.retry import RetryPolicy
+from airflow_cognito_iam.operators.api import AUTH_MODES, AuthMode
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
+
+
+class CognitoIamApiSensor(BaseSensorOperator):
+    """Poll a signed endpoint until ``response_check`` returns true.
+
+    Each poke is one signed request through :class:`CognitoIamHook`; credentials come from the
+    hook's cache, so they are refreshed across pokes (and across reschedules in ``mode="reschedule"``)
+    without a sign-in per poke.
+
+    :param endpoint: path relative to the connection host (templated).
+    :param cognito_iam_conn_id: ``cognito_iam`` connection.
+    :param method: HTTP method (GET unless the API wants otherwise).
+    :param query: query-string parameters (templated).
+    :param headers: extra request headers (templated); never logged.
+    :param auth: ``"iam"``, ``"id_token"`` or ``"access_token"``.
+    :param response_check: ``callable(response, **context) -> bool | PokeReturnValue``; default:
+        done on any 2xx response.
+    :param not_ready_status_codes: statuses meaning "not yet" rather than failure (default 404).
+    :param max_attempts: attempts per poke for 429/502/503/504 and connection errors.
+    :param max_retry_seconds: time budget of those attempts; a poke that still fails counts as "not yet".
+    :param allowed_hosts: extra hosts signed requests may go to.
+    """
+
+    template_fields: Sequence[str] = ("endpoint", "query", "headers")
+    template_fields_renderers = {"query": "json", "headers": "json"}
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        cognito_iam_conn_id: str = "cognito_iam_default",
+        method: str = "GET",
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: AuthMode = "iam",
+        response_check: Callable[..., bool | PokeReturnValue] | None = None,
+        not_ready_status_codes: Collection[int] = (404,),
+        max_attempts: int = 3,
+        max_retry_seconds: float = 30.0,
+        allowed_hosts: Collection[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if auth not in AUTH_MODES:
+            raise ValueError(f"{type(self).__name__}: auth={auth!r} must be one of {list(AUTH_MODES)}")
+        self.endpoint = endpoint
+        self.cognito_iam_conn_id = cognito_iam_conn_id
+        self.method = method.upper()
+        self.query = query or {}
+        self.headers = headers or {}
+        self.auth = auth
+        self.response_check = response_check
+        self.not_ready_status_codes = frozenset(not_ready_status_codes)
+        self.max_attempts = max_attempts
+        self.max_retry_seconds = max_retry_seconds
+        self.allowed_hosts = tuple(allowed_hosts)
+
+    @cached_property
+    def hook(self) -> CognitoIamHook:
+        """The hook for ``cognito_iam_conn_id``; one per task process, so one keep-alive session."""
+        from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
+
+        return CognitoIamHook(
+            self.cognito_iam_conn_id,
+            allowed_hosts=self.allowed_hosts,
+            retry_policy=RetryPolicy(max_attempts=self.max_attempts, max_seconds=self.max_retry_seconds),
+        )
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        try:
+            response = self.hook.request(
+                self.method,
+                self.endpoint,
+                mode=self.auth,
+                params=self.query or None,
+                headers=self.headers or None,
+            )
+        except ApiRefusalError as exc:
+            if exc.status_code in self.not_ready_status_codes:
+                self.log.info("Not ready yet: HTTP %s", exc.status_code)
+                return False
+            raise AirflowFailException(f"ApiRefusalError: {exc}") from exc
+        except (ConfigurationError, AuthenticationError) as exc:
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        except TransientError as exc:
+            # An outage shorter than the sensor's timeout should not fail the wait.
+            self.log.warning("Poke failed after retries, will poke again: %s", exc)
+            return False
+        if self.response_check is None:
+            return _is_success(response)
+        kwargs = determine_kwargs(self.response_check, [response], context)
+        return self.response_check(response, **kwargs)
+
+
+def _is_success(response: requests.Response) -> bool:
+    return 200 <= response.status_code < 300
