@@ -67,6 +67,10 @@ class CognitoRefreshableCredentials(RefreshableCredentials):
             this._protected_refresh(is_mandatory=True)
 
 
+# "Near expiry" by any measure: makes get_valid_tokens refresh whatever the tokens' expiry says.
+_FORCE_MARGIN = 10 * 365 * 86400.0
+
+
 def utc_now() -> datetime:
     """Default clock (aware UTC)."""
     return datetime.now(UTC)
@@ -285,6 +289,39 @@ class CognitoCredentialProvider:
             identity_id=self.identity_id,
             expiration=entry.credentials.expiration if entry and entry.credentials else None,
         )
+
+    def force_refresh_tokens(self) -> None:
+        """Replace the tokens now (an authorizer said they expired): refresh token, else sign-in."""
+        with self._lock, self._cache_lock():
+            cached = self._load_cached()
+            rejected = self._tokens
+            if (
+                cached is not None
+                and cached.tokens is not None
+                and rejected is not None
+                and cached.tokens.id_token != rejected.id_token
+                and self._tokens_usable(cached.tokens, self._now())
+            ):
+                self._adopt(cached)  # another task already replaced them
+                return
+            current = rejected or (cached.tokens if cached else None)
+            tokens = self.authenticator.get_valid_tokens(current, self._now(), _FORCE_MARGIN)
+            self._tokens = tokens
+            self._reveal(tokens.id_token, tokens.access_token, tokens.refresh_token)
+            base = cached or self._entry
+            self._store(CacheEntry(tokens, base.credentials if base else None, base.issued_at if base else None))
+
+    def known_secrets(self) -> tuple[str, ...]:
+        """Every secret value this provider holds now, so callers can scrub them from API messages."""
+        values: list[str | None] = [self.settings.password, self.settings.client_secret, self.settings.totp_secret]
+        entry = self._entry
+        if entry is not None and entry.credentials is not None:
+            c = entry.credentials
+            values += [c.access_key_id, c.secret_access_key, c.session_token]
+        for tokens in (self._tokens, entry.tokens if entry else None):
+            if tokens is not None:
+                values += [tokens.id_token, tokens.access_token, tokens.refresh_token]
+        return tuple(v for v in values if v)
 
     def force_refresh(self) -> None:
         """Replace the credentials now (the API said they expired), bypassing cache and windows."""
