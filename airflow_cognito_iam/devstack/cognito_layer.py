@@ -1,0 +1,415 @@
+"""WSGI middleware in front of moto that enforces what real Cognito enforces and moto does not.
+
+Requests for cognito-idp and cognito-identity are recognised by their ``X-Amz-Target``; everything
+else (S3, the JWKS document) goes straight to moto. A handler either answers itself or returns None
+to let moto answer. moto runs in this process, so handlers read its backends directly for passwords,
+client secrets and refresh tokens instead of keeping a second copy that could drift.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import io
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from airflow_cognito_iam.devstack.srp import SrpError, SrpServerSession
+from airflow_cognito_iam.devstack.state import CognitoFaults, CredentialRegistry, Stats
+from airflow_cognito_iam.devstack.tokens import TokenError, verify_id_token
+
+logger = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+IDP_PREFIX = "AWSCognitoIdentityProviderService"
+IDENTITY_PREFIX = "AWSCognitoIdentityService"
+
+# Which ExplicitAuthFlows value lets a client use an AuthFlow (legacy names included).
+_FLOW_PERMISSIONS = {
+    "USER_SRP_AUTH": {"ALLOW_USER_SRP_AUTH"},
+    "USER_PASSWORD_AUTH": {"ALLOW_USER_PASSWORD_AUTH", "USER_PASSWORD_AUTH"},
+    "REFRESH_TOKEN_AUTH": {"ALLOW_REFRESH_TOKEN_AUTH"},
+    "REFRESH_TOKEN": {"ALLOW_REFRESH_TOKEN_AUTH"},
+    "CUSTOM_AUTH": {"ALLOW_CUSTOM_AUTH", "CUSTOM_AUTH_FLOW_ONLY"},
+}
+# Cognito's default when a client was created without ExplicitAuthFlows.
+_DEFAULT_FLOWS = ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_CUSTOM_AUTH"]
+_PROVIDER = re.compile(r"^cognito-idp\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<pool>(?P=region)_[0-9A-Za-z]+)$")
+#: Cognito keeps an SRP challenge open for three minutes.
+SRP_SESSION_SECONDS = 180.0
+
+
+class CognitoError(Exception):
+    """An error answer in the AWS JSON protocol shape."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def secret_hash(client_secret: str, username: str, client_id: str) -> str:
+    """base64(HMAC-SHA256(client_secret, username + client_id)), Cognito's SECRET_HASH."""
+    digest = hmac.new(client_secret.encode(), (username + client_id).encode(), hashlib.sha256).digest()
+    return base64.standard_b64encode(digest).decode()
+
+
+class StrictCognitoLayer:
+    """The strict layer: SRP proof, SECRET_HASH, ExplicitAuthFlows, Logins, unique credentials."""
+
+    def __init__(
+        self,
+        app: WsgiApp,
+        *,
+        account_id: str,
+        registry: CredentialRegistry,
+        stats: Stats,
+        faults: CognitoFaults,
+        allowed_role_arns: Callable[[], set[str]],
+        default_role_arn: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.account_id = account_id
+        self.registry = registry
+        self.stats = stats
+        self.faults = faults
+        self._allowed_role_arns = allowed_role_arns
+        self._default_role_arn = default_role_arn
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._srp_sessions: dict[str, tuple[SrpServerSession, float]] = {}
+        # Real identity pools give a user the same identity id every time; moto makes a new one per GetId.
+        self._identity_by_login: dict[tuple[str, str, str], str] = {}
+        self._login_by_identity: dict[str, tuple[str, str, str]] = {}
+        self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any] | bytes | None]] = {
+            f"{IDP_PREFIX}.InitiateAuth": self._initiate_auth,
+            f"{IDP_PREFIX}.RespondToAuthChallenge": self._respond_to_auth_challenge,
+            f"{IDENTITY_PREFIX}.GetId": self._get_id,
+            f"{IDENTITY_PREFIX}.GetCredentialsForIdentity": self._get_credentials_for_identity,
+        }
+
+    # -- WSGI -------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        target = environ.get("HTTP_X_AMZ_TARGET") or ""
+        prefix, _, action = target.partition(".")
+        if prefix not in (IDP_PREFIX, IDENTITY_PREFIX):
+            if "/s3/aws4_request" in (environ.get("HTTP_AUTHORIZATION") or ""):
+                self.stats.s3_call(environ.get("REQUEST_METHOD", "GET"))
+            return self.app(environ, start_response)
+
+        body = _read_body(environ)
+        self.stats.cognito_call(action)
+        fault = self.faults.pick(action)
+        if fault is not None:
+            self.stats.cognito_rejected(action)
+            return _error(start_response, CognitoError(fault[0], "Rate exceeded", fault[1]))
+        handler = self._handlers.get(target)
+        if handler is not None:
+            try:
+                params = json.loads(body or b"{}")
+                if not isinstance(params, dict):
+                    raise CognitoError("SerializationException", "request body must be a JSON object")
+                result = handler(params)
+            except CognitoError as exc:
+                self.stats.cognito_rejected(action)
+                return _error(start_response, exc)
+            except ValueError:
+                self.stats.cognito_rejected(action)
+                return _error(start_response, CognitoError("SerializationException", "malformed JSON body"))
+            except Exception:  # a bug here must look like a Cognito 500, never an HTML page
+                logger.exception("devstack strict layer failed on %s", action)
+                self.stats.cognito_rejected(action)
+                return _error(start_response, CognitoError("InternalErrorException", "devstack internal error", 500))
+            if isinstance(result, bytes):
+                body = result
+            elif result is not None:
+                payload = json.dumps(result).encode()
+                start_response(
+                    "200 OK",
+                    [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload)))],
+                )
+                return [payload]
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return self.app(environ, start_response)
+
+    # -- moto lookups -----------------------------------------------------------------------------
+
+    def _idp_backends(self) -> list[Any]:
+        from moto.cognitoidp.models import cognitoidp_backends
+
+        return [b for region, b in cognitoidp_backends[self.account_id].items() if region != "global"]
+
+    def _find_client(self, client_id: Any) -> tuple[Any, Any, Any]:
+        """(backend, user pool, client) owning this app client id."""
+        if isinstance(client_id, str) and client_id:
+            for backend in self._idp_backends():
+                for pool in backend.user_pools.values():
+                    client = pool.clients.get(client_id)
+                    if client is not None:
+                        return backend, pool, client
+        raise CognitoError("ResourceNotFoundException", f"User pool client {client_id} does not exist.")
+
+    def _identity_pool(self, identity_pool_id: Any) -> Any:
+        from moto.cognitoidentity.models import cognitoidentity_backends
+
+        if isinstance(identity_pool_id, str) and ":" in identity_pool_id:
+            region = identity_pool_id.split(":", 1)[0]
+            pool = cognitoidentity_backends[self.account_id][region].identity_pools.get(identity_pool_id)
+            if pool is not None:
+                return pool
+        raise CognitoError("ResourceNotFoundException", f"IdentityPool '{identity_pool_id}' not found.")
+
+    # -- user pool --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_flow(client: Any, flow: str) -> None:
+        permissions = _FLOW_PERMISSIONS.get(flow)
+        if permissions is None:
+            return  # not an InitiateAuth flow; moto answers with InvalidParameterException
+        allowed = client.extended_config.get("ExplicitAuthFlows") or _DEFAULT_FLOWS
+        if not permissions.intersection(allowed):
+            raise CognitoError("InvalidParameterException", f"{flow} flow not enabled for this client")
+
+    @staticmethod
+    def _check_secret_hash(client: Any, given: Any, usernames: Iterable[str]) -> None:
+        if not client.generate_secret:
+            return
+        if not isinstance(given, str) or not given:
+            raise CognitoError(
+                "NotAuthorizedException",
+                f"Client {client.id} is configured with secret but SECRET_HASH was not received",
+            )
+        for name in usernames:
+            if hmac.compare_digest(secret_hash(client.secret, name, client.id).encode(), given.encode()):
+                return
+        raise CognitoError("NotAuthorizedException", f"Unable to verify secret hash for client {client.id}")
+
+    def _initiate_auth(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        _, pool, client = self._find_client(params.get("ClientId"))
+        flow = str(params.get("AuthFlow") or "")
+        auth = params.get("AuthParameters") or {}
+        self._check_flow(client, flow)
+        if flow in ("REFRESH_TOKEN_AUTH", "REFRESH_TOKEN"):
+            owner = pool.refresh_tokens.get(auth.get("REFRESH_TOKEN") or "")
+            if owner is None or owner[0] != client.id:
+                raise CognitoError("NotAuthorizedException", "Invalid Refresh Token")
+            user = pool._get_user(owner[1])
+            names = [owner[1]] + ([user.id] if user is not None else [])
+            self._check_secret_hash(client, auth.get("SECRET_HASH"), names)
+            return None
+        if flow in ("USER_SRP_AUTH", "USER_PASSWORD_AUTH", "CUSTOM_AUTH"):
+            self._check_secret_hash(client, auth.get("SECRET_HASH"), [str(auth.get("USERNAME") or "")])
+        if flow != "USER_SRP_AUTH":
+            return None
+        user = self._active_user(pool, auth.get("USERNAME"))
+        srp_a = auth.get("SRP_A")
+        if not isinstance(srp_a, str) or not srp_a:
+            raise CognitoError("InvalidParameterException", "Missing required parameter SRP_A")
+        try:
+            session = SrpServerSession.start(
+                pool_id=pool.id, username=user.username, password=user.password, client_id=client.id, srp_a_hex=srp_a
+            )
+        except SrpError as exc:
+            raise CognitoError("InvalidParameterException", str(exc)) from exc
+        now = self._clock()
+        with self._lock:
+            for block, (_, started) in list(self._srp_sessions.items()):
+                if now - started > SRP_SESSION_SECONDS:
+                    del self._srp_sessions[block]
+            self._srp_sessions[session.secret_block_b64] = (session, now)
+        return {
+            "ChallengeName": "PASSWORD_VERIFIER",
+            "ChallengeParameters": {
+                "SALT": session.salt_hex,
+                "SRP_B": session.srp_b_hex,
+                "SECRET_BLOCK": session.secret_block_b64,
+                "USERNAME": user.username,
+                "USER_ID_FOR_SRP": user.username,
+            },
+        }
+
+    @staticmethod
+    def _active_user(pool: Any, username: Any) -> Any:
+        user = pool._get_user(username) if isinstance(username, str) and username else None
+        if user is None:
+            raise CognitoError("UserNotFoundException", "User does not exist.")
+        if not user.enabled:
+            raise CognitoError("NotAuthorizedException", "User is disabled.")
+        if str(getattr(user.status, "value", user.status)) == "UNCONFIRMED":
+            raise CognitoError("UserNotConfirmedException", "User is not confirmed.")
+        return user
+
+    def _respond_to_auth_challenge(self, params: dict[str, Any]) -> dict[str, Any] | bytes | None:
+        backend, pool, client = self._find_client(params.get("ClientId"))
+        responses = params.get("ChallengeResponses") or {}
+        username = str(responses.get("USERNAME") or "")
+        self._check_secret_hash(client, responses.get("SECRET_HASH"), [username])
+        if params.get("ChallengeName") == "SOFTWARE_TOKEN_MFA":
+            return self._software_token_mfa(params, responses)
+        if params.get("ChallengeName") != "PASSWORD_VERIFIER":
+            return None
+        block = str(responses.get("PASSWORD_CLAIM_SECRET_BLOCK") or "")
+        with self._lock:
+            entry = self._srp_sessions.pop(block, None)
+        refused = CognitoError("NotAuthorizedException", "Incorrect username or password.")
+        if entry is None or self._clock() - entry[1] > SRP_SESSION_SECONDS:
+            raise refused
+        session = entry[0]
+        user = pool._get_user(username)
+        if session.client_id != client.id or user is None or user.username != session.username:
+            raise refused
+        try:
+            session.verify(
+                signature_b64=str(responses.get("PASSWORD_CLAIM_SIGNATURE") or ""),
+                timestamp=str(responses.get("TIMESTAMP") or ""),
+                now=dt.datetime.fromtimestamp(self._clock(), dt.UTC),
+            )
+        except SrpError as exc:
+            raise refused from exc
+        # The proof holds: let moto run the rest (MFA, NEW_PASSWORD_REQUIRED, tokens) as after a password check.
+        from moto.core.exceptions import JsonRESTError
+
+        try:
+            result: dict[str, Any] = backend.admin_initiate_auth(
+                pool.id, client.id, "ADMIN_USER_PASSWORD_AUTH", {"USERNAME": user.username, "PASSWORD": user.password}
+            )
+        except JsonRESTError as exc:
+            raise CognitoError(exc.error_type, exc.message, exc.code) from exc
+        if "ChallengeName" in result:
+            challenge_params = dict(result.get("ChallengeParameters") or {})
+            challenge_params.setdefault("USER_ID_FOR_SRP", user.username)
+            if result["ChallengeName"] == "NEW_PASSWORD_REQUIRED":
+                challenge_params.setdefault("requiredAttributes", "[]")
+                challenge_params.setdefault("userAttributes", json.dumps({"email_verified": "false"}))
+            result["ChallengeParameters"] = challenge_params
+        return result
+
+    @staticmethod
+    def _software_token_mfa(params: dict[str, Any], responses: dict[str, Any]) -> bytes:
+        """Accept a code from the previous, current or next 30 s step, as Cognito does; moto takes only the current."""
+        import pyotp
+        from moto.cognitoidp import models
+
+        totp = pyotp.TOTP(models.COGNITO_TOTP_MFA_SECRET)
+        code = str(responses.get("SOFTWARE_TOKEN_MFA_CODE") or "")
+        if not code.isdigit() or not totp.verify(code, valid_window=1):
+            raise CognitoError("CodeMismatchException", "Invalid code received for user")
+        forwarded = dict(params, ChallengeResponses=dict(responses, SOFTWARE_TOKEN_MFA_CODE=totp.now()))
+        return json.dumps(forwarded).encode()
+
+    # -- identity pool ----------------------------------------------------------------------------
+
+    def _verify_logins(self, identity_pool: Any, logins: Any) -> list[tuple[str, dict[str, Any]]]:
+        if not isinstance(logins, dict):
+            raise CognitoError("InvalidParameterException", "Logins must be a map")
+        providers: dict[str, set[str]] = {}
+        for entry in identity_pool.cognito_identity_providers or []:
+            providers.setdefault(entry.get("ProviderName", ""), set()).add(entry.get("ClientId", ""))
+        verified = []
+        for provider, token in logins.items():
+            match = _PROVIDER.match(str(provider))
+            if match is None or provider not in providers:
+                raise CognitoError(
+                    "NotAuthorizedException",
+                    f"Invalid login token. Login provider {provider!r} is not configured for identity pool "
+                    f"{identity_pool.identity_pool_id}.",
+                )
+            try:
+                claims = verify_id_token(
+                    str(token), region=match["region"], user_pool_id=match["pool"], client_ids=providers[provider]
+                )
+            except TokenError as exc:
+                raise CognitoError("NotAuthorizedException", f"Invalid login token. {str(exc).capitalize()}.") from exc
+            verified.append((str(provider), claims))
+        return verified
+
+    def _get_id(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        identity_pool = self._identity_pool(params.get("IdentityPoolId"))
+        logins = params.get("Logins") or {}
+        if not logins:
+            if identity_pool.allow_unauthenticated_identities:
+                return None
+            raise CognitoError(
+                "NotAuthorizedException", "Unauthenticated access is not supported for this identity pool."
+            )
+        provider, claims = self._verify_logins(identity_pool, logins)[0]
+        key = (identity_pool.identity_pool_id, provider, str(claims["sub"]))
+        with self._lock:
+            identity_id = self._identity_by_login.get(key)
+        if identity_id is None:
+            from moto.cognitoidentity.models import cognitoidentity_backends
+
+            region = identity_pool.identity_pool_id.split(":", 1)[0]
+            backend = cognitoidentity_backends[self.account_id][region]
+            identity_id = json.loads(backend.get_id(identity_pool.identity_pool_id))["IdentityId"]
+            with self._lock:
+                identity_id = self._identity_by_login.setdefault(key, identity_id)
+                self._login_by_identity[identity_id] = key
+        return {"IdentityId": identity_id}
+
+    def _get_credentials_for_identity(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        identity_id = str(params.get("IdentityId") or "")
+        with self._lock:
+            login = self._login_by_identity.get(identity_id)
+        if login is None:
+            raise CognitoError("ResourceNotFoundException", f"Identity '{identity_id}' not found.")
+        pool_id, provider, subject = login
+        logins = params.get("Logins") or {}
+        if not logins:
+            raise CognitoError("NotAuthorizedException", f"Access to Identity '{identity_id}' is forbidden.")
+        verified = self._verify_logins(self._identity_pool(pool_id), logins)
+        if not any(p == provider and str(c["sub"]) == subject for p, c in verified):
+            raise CognitoError(
+                "NotAuthorizedException",
+                "Logins don't match. Please include at least one valid login for this identity or identity pool.",
+            )
+        role_arn = params.get("CustomRoleArn") or self._default_role_arn
+        if role_arn not in self._allowed_role_arns():
+            raise CognitoError(
+                "InvalidParameterException", f"CustomRoleArn {role_arn} is not a role of identity pool {pool_id}."
+            )
+        creds = self.registry.issue(identity_id=identity_id, role_arn=str(role_arn), subject=subject)
+        return {
+            "IdentityId": identity_id,
+            "Credentials": {
+                "AccessKeyId": creds.access_key_id,
+                "SecretKey": creds.secret_key,
+                "SessionToken": creds.session_token,
+                "Expiration": creds.expires_at,
+            },
+        }
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    stream = environ["wsgi.input"]
+    return bytes(stream.read(length)) if length > 0 else b""
+
+
+def _error(start_response: Callable[..., Any], error: CognitoError) -> list[bytes]:
+    payload = json.dumps({"__type": error.code, "message": error.message}).encode()
+    reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}.get(error.status, "Error")
+    start_response(
+        f"{error.status} {reason}",
+        [
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("x-amzn-ErrorType", error.code),
+            ("Content-Length", str(len(payload))),
+        ],
+    )
+    return [payload]

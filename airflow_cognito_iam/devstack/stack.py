@@ -1,0 +1,534 @@
+"""DevStack: moto + the strict Cognito layer + the IAM-protected API, in this process, on free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from airflow_cognito_iam.devstack.api_server import ApiApp, ApiConfig
+from airflow_cognito_iam.devstack.state import ApiFaults, CognitoFaults, CredentialRegistry, Stats
+
+ACCOUNT_ID = "123456789012"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_CREDENTIAL_LIFETIME = 3600.0
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No per-request access log: query strings of presigned S3 URLs carry credentials."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
+class _ServerThread:
+    """A threaded werkzeug server on its own thread, stoppable from any thread."""
+
+    def __init__(self, app: Any, host: str, port: int, handler: type[WSGIRequestHandler]) -> None:
+        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=handler)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"devstack-{port}", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@dataclass
+class _Seed:
+    """What seeding created; secrets stay out of repr."""
+
+    user_pool_id: str = ""
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    public_client_id: str = ""
+    identity_pool_id: str = ""
+    username: str = "devstack-user"
+    password: str = field(default="", repr=False)
+    mfa_username: str = "devstack-mfa-user"
+    mfa_password: str = field(default="", repr=False)
+    totp_secret: str = field(default="", repr=False)
+    new_password_username: str = "devstack-new-user"
+    new_password_password: str = field(default="", repr=False)
+    bucket: str = "devstack-data"
+
+
+def _password() -> str:
+    # Satisfies Cognito's default policy: upper, lower, digit, symbol, >= 8 chars.
+    return f"Dv{secrets.token_urlsafe(12)}7!"
+
+
+class DevStack:
+    """Offline AWS for demos and tests: Cognito user + identity pools, S3 and a SigV4-protected API.
+
+    ``with DevStack() as stack:`` starts everything on 127.0.0.1 (free ports unless given), seeds it
+    and exposes the endpoints, ids and seeded credentials as attributes.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str = DEFAULT_REGION,
+        host: str = "127.0.0.1",
+        moto_port: int = 0,
+        api_port: int = 0,
+        advertised_host: str | None = None,
+        credential_lifetime: float = DEFAULT_CREDENTIAL_LIFETIME,
+    ) -> None:
+        self.region = region
+        self.host = host
+        self.advertised_host = advertised_host or ("127.0.0.1" if host in ("0.0.0.0", "::", "") else host)  # noqa: S104
+        self._requested_ports = (moto_port, api_port)
+        self._default_lifetime = float(credential_lifetime)
+        self.registry = CredentialRegistry(self._default_lifetime)
+        self._stats = Stats()
+        self._api_faults = ApiFaults()
+        self._cognito_faults = CognitoFaults()
+        self._seed = _Seed()
+        self._servers: list[_ServerThread] = []
+        self.auth_role_arn = f"arn:aws:iam::{ACCOUNT_ID}:role/Cognito_DevstackAuth_Role"
+        self.allowed_role_arns: set[str] = {self.auth_role_arn}
+        self.api_url = ""
+        self.moto_endpoint_url = ""
+        self.raw_moto_endpoint_url = ""
+        self.started = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def __enter__(self) -> DevStack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> DevStack:
+        """Start moto, the strict layer and the API, then seed; returns self."""
+        if self.started:
+            return self
+        # moto verifies SOFTWARE_TOKEN_MFA codes only with this set; it reads it on every call.
+        os.environ["MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP"] = "true"
+        _give_moto_a_real_totp_secret()
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+
+        from airflow_cognito_iam.devstack.cognito_layer import StrictCognitoLayer
+
+        class _QuietMotoHandler(MotoRequestHandler):
+            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+                return None
+
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        strict = StrictCognitoLayer(
+            moto_app,
+            account_id=ACCOUNT_ID,
+            registry=self.registry,
+            stats=self._stats,
+            faults=self._cognito_faults,
+            allowed_role_arns=lambda: self.allowed_role_arns,
+            default_role_arn=self.auth_role_arn,
+        )
+        try:
+            moto_server = _ServerThread(strict, self.host, self._requested_ports[0], _QuietMotoHandler)
+            self._servers.append(moto_server)
+            raw_server = _ServerThread(moto_app, "127.0.0.1", 0, _QuietMotoHandler)
+            self._servers.append(raw_server)
+            for server in self._servers:
+                server.start()
+            self.moto_endpoint_url = f"http://{self.advertised_host}:{moto_server.port}"
+            self.raw_moto_endpoint_url = f"http://127.0.0.1:{raw_server.port}"
+            self._seed_all()
+            api = ApiApp(
+                ApiConfig(
+                    region=self.region,
+                    account_id=ACCOUNT_ID,
+                    user_pool_id=self.user_pool_id,
+                    client_ids=frozenset({self.client_id, self.public_client_id}),
+                ),
+                registry=self.registry,
+                stats=self._stats,
+                faults=self._api_faults,
+                stats_snapshot=self.stats,
+            )
+            api_server = _ServerThread(api, self.host, self._requested_ports[1], _QuietHandler)
+            self._servers.append(api_server)
+            api_server.start()
+            self.api_url = f"http://{self.advertised_host}:{api_server.port}"
+        except BaseException:
+            self.stop()
+            raise
+        self.started = True
+        return self
+
+    def stop(self) -> None:
+        """Stop every server thread; safe to call twice."""
+        servers, self._servers = self._servers, []
+        for server in reversed(servers):
+            if server.thread.is_alive():
+                server.stop()
+            else:
+                server.server.server_close()
+        self.started = False
+
+    # -- seeding ----------------------------------------------------------------------------------
+
+    def _admin_client(self, service: str) -> Any:
+        """A boto3 client against moto itself (no strict layer), with dummy admin credentials."""
+        import boto3
+
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            region_name=self.region,
+            endpoint_url=self.raw_moto_endpoint_url,
+            aws_access_key_id="devstack-admin",
+            aws_secret_access_key="devstack-admin",
+        )
+
+    def _seed_all(self) -> None:
+        import pyotp
+
+        idp = self._admin_client("cognito-idp")
+        seed = self._seed
+        pool = idp.create_user_pool(
+            PoolName=f"devstack-{secrets.token_hex(3)}",
+            MfaConfiguration="OPTIONAL",
+            Policies={"PasswordPolicy": {"MinimumLength": 8}},
+        )["UserPool"]
+        seed.user_pool_id = pool["Id"]
+        idp.set_user_pool_mfa_config(
+            UserPoolId=seed.user_pool_id,
+            SoftwareTokenMfaConfiguration={"Enabled": True},
+            MfaConfiguration="OPTIONAL",
+        )
+        secret_client = idp.create_user_pool_client(
+            UserPoolId=seed.user_pool_id,
+            ClientName="devstack-confidential",
+            GenerateSecret=True,
+            ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        )["UserPoolClient"]
+        seed.client_id, seed.client_secret = secret_client["ClientId"], secret_client["ClientSecret"]
+        seed.public_client_id = idp.create_user_pool_client(
+            UserPoolId=seed.user_pool_id,
+            ClientName="devstack-public",
+            GenerateSecret=False,
+            ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        )["UserPoolClient"]["ClientId"]
+
+        seed.password, seed.mfa_password, seed.new_password_password = _password(), _password(), _password()
+        for username, password, permanent in (
+            (seed.username, seed.password, True),
+            (seed.mfa_username, seed.mfa_password, True),
+            (seed.new_password_username, seed.new_password_password, False),
+        ):
+            idp.admin_create_user(
+                UserPoolId=seed.user_pool_id,
+                Username=username,
+                TemporaryPassword=password,
+                MessageAction="SUPPRESS",
+                UserAttributes=[{"Name": "email", "Value": f"{username}@example.com"}],
+            )
+            if permanent:
+                idp.admin_set_user_password(
+                    UserPoolId=seed.user_pool_id, Username=username, Password=password, Permanent=True
+                )
+
+        tokens = idp.admin_initiate_auth(
+            UserPoolId=seed.user_pool_id,
+            ClientId=seed.public_client_id,
+            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": seed.mfa_username, "PASSWORD": seed.mfa_password},
+        )["AuthenticationResult"]
+        seed.totp_secret = idp.associate_software_token(AccessToken=tokens["AccessToken"])["SecretCode"]
+        idp.verify_software_token(AccessToken=tokens["AccessToken"], UserCode=pyotp.TOTP(seed.totp_secret).now())
+        idp.admin_set_user_mfa_preference(
+            UserPoolId=seed.user_pool_id,
+            Username=seed.mfa_username,
+            SoftwareTokenMfaSettings={"Enabled": True, "PreferredMfa": True},
+        )
+
+        provider = f"cognito-idp.{self.region}.amazonaws.com/{seed.user_pool_id}"
+        seed.identity_pool_id = self._admin_client("cognito-identity").create_identity_pool(
+            IdentityPoolName="devstack_identities",
+            AllowUnauthenticatedIdentities=False,
+            CognitoIdentityProviders=[
+                {"ProviderName": provider, "ClientId": seed.client_id, "ServerSideTokenCheck": False},
+                {"ProviderName": provider, "ClientId": seed.public_client_id, "ServerSideTokenCheck": False},
+            ],
+        )["IdentityPoolId"]
+
+        s3 = self._admin_client("s3")
+        if self.region == "us-east-1":
+            s3.create_bucket(Bucket=seed.bucket)
+        else:
+            s3.create_bucket(Bucket=seed.bucket, CreateBucketConfiguration={"LocationConstraint": self.region})
+
+    # -- seeded values ----------------------------------------------------------------------------
+
+    @property
+    def user_pool_id(self) -> str:
+        return self._seed.user_pool_id
+
+    @property
+    def client_id(self) -> str:
+        """The app client WITH a secret (SECRET_HASH required on every call)."""
+        return self._seed.client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self._seed.client_secret
+
+    @property
+    def public_client_id(self) -> str:
+        """The app client without a secret (SRP and refresh only)."""
+        return self._seed.public_client_id
+
+    @property
+    def identity_pool_id(self) -> str:
+        return self._seed.identity_pool_id
+
+    @property
+    def username(self) -> str:
+        return self._seed.username
+
+    @property
+    def password(self) -> str:
+        return self._seed.password
+
+    @property
+    def mfa_username(self) -> str:
+        return self._seed.mfa_username
+
+    @property
+    def mfa_password(self) -> str:
+        return self._seed.mfa_password
+
+    @property
+    def totp_secret(self) -> str:
+        return self._seed.totp_secret
+
+    @property
+    def new_password_username(self) -> str:
+        return self._seed.new_password_username
+
+    @property
+    def new_password_password(self) -> str:
+        return self._seed.new_password_password
+
+    @property
+    def bucket(self) -> str:
+        return self._seed.bucket
+
+    @property
+    def provider_name(self) -> str:
+        """The identity-pool Logins key of the seeded user pool."""
+        return f"cognito-idp.{self.region}.amazonaws.com/{self.user_pool_id}"
+
+    def __repr__(self) -> str:
+        return (
+            f"DevStack(api_url={self.api_url!r}, moto_endpoint_url={self.moto_endpoint_url!r}, region={self.region!r})"
+        )
+
+    # -- connections ------------------------------------------------------------------------------
+
+    def conn_extra(self, **overrides: Any) -> dict[str, Any]:
+        """Extras of a ``cognito_iam`` connection for the seeded user; an override of None drops a key."""
+        extra: dict[str, Any] = {
+            "user_pool_id": self.user_pool_id,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "identity_pool_id": self.identity_pool_id,
+            "region": self.region,
+            "cognito_idp_endpoint_url": self.moto_endpoint_url,
+            "cognito_identity_endpoint_url": self.moto_endpoint_url,
+        }
+        if not _is_loopback(self.advertised_host):
+            extra["allow_http"] = True
+        extra.update(overrides)
+        return {key: value for key, value in extra.items() if value is not None}
+
+    def conn_dict(self, **overrides: Any) -> dict[str, Any]:
+        """A full connection dict; host/login/password/port/schema go top-level, the rest to extra."""
+        top_level = {"conn_type", "host", "login", "password", "port", "schema", "description"}
+        conn: dict[str, Any] = {
+            "conn_type": "cognito_iam",
+            "host": self.api_url,
+            "login": self.username,
+            "password": self.password,
+        }
+        extra_overrides = {}
+        for key, value in overrides.items():
+            if key in top_level:
+                conn[key] = value
+            else:
+                extra_overrides[key] = value
+        conn = {key: value for key, value in conn.items() if value is not None}
+        conn["extra"] = self.conn_extra(**extra_overrides)
+        return conn
+
+    @property
+    def conn_json(self) -> str:
+        """JSON for ``AIRFLOW_CONN_COGNITO_IAM_DEFAULT``."""
+        return json.dumps(self.conn_dict())
+
+    def aws_conn_dict(self) -> dict[str, Any]:
+        """An amazon-provider ``aws`` connection whose S3 calls go to the stack (dummy keys)."""
+        return {
+            "conn_type": "aws",
+            "login": "devstack",
+            "password": "devstack",
+            "extra": {"endpoint_url": self.moto_endpoint_url, "region_name": self.region},
+        }
+
+    @property
+    def aws_conn_json(self) -> str:
+        """JSON for ``AIRFLOW_CONN_AWS_DEFAULT``."""
+        return json.dumps(self.aws_conn_dict())
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point Airflow at the stack."""
+        return {"AIRFLOW_CONN_COGNITO_IAM_DEFAULT": self.conn_json, "AIRFLOW_CONN_AWS_DEFAULT": self.aws_conn_json}
+
+    def describe(self) -> dict[str, Any]:
+        """Everything a user needs, as one JSON-ready document (secrets included: it is a local stack)."""
+        return {
+            "api_url": self.api_url,
+            "moto_endpoint_url": self.moto_endpoint_url,
+            "raw_moto_endpoint_url": self.raw_moto_endpoint_url,
+            "region": self.region,
+            "user_pool_id": self.user_pool_id,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "public_client_id": self.public_client_id,
+            "identity_pool_id": self.identity_pool_id,
+            "provider_name": self.provider_name,
+            "username": self.username,
+            "password": self.password,
+            "mfa_username": self.mfa_username,
+            "mfa_password": self.mfa_password,
+            "totp_secret": self.totp_secret,
+            "new_password_username": self.new_password_username,
+            "new_password_password": self.new_password_password,
+            "bucket": self.bucket,
+            "credential_lifetime_seconds": self.registry.lifetime_seconds,
+            "conn_json": self.conn_json,
+            "aws_conn_json": self.aws_conn_json,
+        }
+
+    # -- knobs ------------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``cognito`` calls per action, ``cognito_rejected``, ``api`` per route/status, ``s3``."""
+        snapshot = self._stats.snapshot()
+        snapshot["credentials_issued"] = len(self.registry)
+        return snapshot
+
+    def reset_stats(self) -> None:
+        self._stats.reset()
+
+    def set_credential_lifetime(self, seconds: float) -> None:
+        """Lifetime of AWS credentials issued from now on (default 3600 s)."""
+        self.registry.set_lifetime(seconds)
+
+    def reset_credential_lifetime(self) -> None:
+        self.registry.set_lifetime(self._default_lifetime)
+
+    def expire_credentials(self) -> None:
+        """Expire every AWS credential issued so far, so the next signed call gets ExpiredTokenException."""
+        self.registry.expire_all()
+
+    def set_faults(
+        self,
+        kind: str,
+        *,
+        rate: float = 1.0,
+        count: int | None = None,
+        retry_after: float = 1.0,
+        delay_seconds: float = 2.0,
+        path_prefix: str | None = None,
+    ) -> None:
+        """Add a global API fault: ``503``, ``429`` (with Retry-After), ``reset`` (no response) or ``slow``.
+
+        ``rate`` is the chance per matching request; ``count`` limits the rule to the next N firings.
+        """
+        self._api_faults.add(
+            kind, rate=rate, count=count, retry_after=retry_after, delay_seconds=delay_seconds, path_prefix=path_prefix
+        )
+
+    def clear_faults(self) -> None:
+        self._api_faults.clear()
+
+    def set_cognito_faults(
+        self,
+        *,
+        count: int | None = 1,
+        rate: float = 1.0,
+        actions: Iterable[str] | None = None,
+        error: str = "TooManyRequestsException",
+        status: int = 400,
+    ) -> None:
+        """Fail the next ``count`` Cognito calls (None: every call, with ``rate``) of ``actions`` (default all)."""
+        self._cognito_faults.add(count=count, rate=rate, actions=actions, error=error, status=status)
+
+    def clear_cognito_faults(self) -> None:
+        self._cognito_faults.clear()
+
+    def reset(self) -> None:
+        """Back to defaults between tests: no faults, default lifetime, zeroed counters."""
+        self.clear_faults()
+        self.clear_cognito_faults()
+        self.reset_credential_lifetime()
+        self.reset_stats()
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 client for ``service`` against the strict endpoint (dummy keys unless given)."""
+        import boto3
+
+        kwargs.setdefault("region_name", self.region)
+        kwargs.setdefault("endpoint_url", self.moto_endpoint_url)
+        kwargs.setdefault("aws_access_key_id", "devstack")
+        kwargs.setdefault("aws_secret_access_key", "devstack")
+        return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+
+    def s3_client(self, **kwargs: Any) -> Any:
+        """A boto3 S3 client against the stack."""
+        return self.client("s3", **kwargs)
+
+
+def _give_moto_a_real_totp_secret() -> None:
+    """moto hands every user the same 60-bit TOTP secret, which pyotp (and authenticator apps) refuse.
+
+    moto reads the module constant at call time, so a 160-bit secret, as Cognito issues, replaces it
+    for this process. Every user still shares it, which is moto's model.
+    """
+    import pyotp
+    from moto.cognitoidp import models
+
+    if models.COGNITO_TOTP_MFA_SECRET == "asdfasdfasdf":
+        models.COGNITO_TOTP_MFA_SECRET = pyotp.random_base32(32)  # type: ignore[misc]
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,267 @@
+"""State shared by the strict Cognito layer and the API server: issued credentials, counters, faults.
+
+Everything here is guarded by a lock because both servers answer on worker threads.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import string
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FaultKind = Literal["503", "429", "reset", "slow"]
+FAULT_KINDS: tuple[str, ...] = ("503", "429", "reset", "slow")
+
+_KEY_ALPHABET = string.ascii_uppercase + "234567"
+
+
+@dataclass(frozen=True)
+class IssuedCredentials:
+    """AWS credentials handed out by GetCredentialsForIdentity and what the API may check against."""
+
+    access_key_id: str
+    secret_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expires_at: float
+    identity_id: str
+    role_arn: str
+    subject: str
+
+
+class CredentialRegistry:
+    """Unique credentials per call, with a configurable lifetime, looked up by access key id."""
+
+    def __init__(self, lifetime_seconds: float, clock: Callable[[], float] = time.time) -> None:
+        self._lock = threading.Lock()
+        self._by_key: dict[str, IssuedCredentials] = {}
+        self._lifetime = lifetime_seconds
+        self._clock = clock
+
+    @property
+    def lifetime_seconds(self) -> float:
+        """Lifetime given to credentials issued from now on."""
+        return self._lifetime
+
+    def set_lifetime(self, seconds: float) -> None:
+        """Change the lifetime of credentials issued from now on."""
+        if seconds <= 0:
+            raise ValueError("credential lifetime must be positive seconds")
+        with self._lock:
+            self._lifetime = float(seconds)
+
+    def issue(self, *, identity_id: str, role_arn: str, subject: str) -> IssuedCredentials:
+        """Mint and remember a fresh ASIA-style key, secret and session token."""
+        creds = IssuedCredentials(
+            access_key_id="ASIA" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16)),
+            secret_key=secrets.token_urlsafe(30)[:40],
+            session_token="IQoJb3JpZ2luX2VjE" + secrets.token_urlsafe(180),
+            expires_at=self._clock() + self._lifetime,
+            identity_id=identity_id,
+            role_arn=role_arn,
+            subject=subject,
+        )
+        with self._lock:
+            self._by_key[creds.access_key_id] = creds
+        return creds
+
+    def get(self, access_key_id: str) -> IssuedCredentials | None:
+        """The credentials issued under this key id, expired or not; None if never issued."""
+        with self._lock:
+            return self._by_key.get(access_key_id)
+
+    def expire_all(self) -> int:
+        """Make every issued credential expired now (tests of the refresh path without sleeping)."""
+        now = self._clock() - 1
+        with self._lock:
+            for key, creds in list(self._by_key.items()):
+                if creds.expires_at > now:
+                    self._by_key[key] = IssuedCredentials(
+                        access_key_id=creds.access_key_id,
+                        secret_key=creds.secret_key,
+                        session_token=creds.session_token,
+                        expires_at=now,
+                        identity_id=creds.identity_id,
+                        role_arn=creds.role_arn,
+                        subject=creds.subject,
+                    )
+            return len(self._by_key)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._by_key)
+
+
+class Stats:
+    """Counters per Cognito action and per API route and status."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cognito: Counter[str] = Counter()
+        self._cognito_rejected: Counter[str] = Counter()
+        self._api: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._s3: Counter[str] = Counter()
+
+    def cognito_call(self, action: str) -> None:
+        with self._lock:
+            self._cognito[action] += 1
+
+    def cognito_rejected(self, action: str) -> None:
+        with self._lock:
+            self._cognito_rejected[action] += 1
+
+    def api_call(self, route: str, status: int) -> None:
+        with self._lock:
+            self._api[route][str(status)] += 1
+
+    def s3_call(self, method: str) -> None:
+        with self._lock:
+            self._s3[method] += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self._cognito.clear()
+            self._cognito_rejected.clear()
+            self._api.clear()
+            self._s3.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready copy: ``cognito`` (calls per action), ``cognito_rejected``, ``api``, ``s3``."""
+        with self._lock:
+            statuses: Counter[str] = Counter()
+            for per_status in self._api.values():
+                statuses.update(per_status)
+            return {
+                "cognito": dict(self._cognito),
+                "cognito_rejected": dict(self._cognito_rejected),
+                "api": {
+                    "routes": {route: dict(per_status) for route, per_status in self._api.items()},
+                    "statuses": dict(statuses),
+                    "requests": sum(statuses.values()),
+                },
+                "s3": dict(self._s3),
+            }
+
+
+@dataclass
+class _FaultRule:
+    kind: str
+    rate: float
+    remaining: int | None
+    retry_after: float
+    delay_seconds: float
+    path_prefix: str | None
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault to apply to one API request."""
+
+    kind: str
+    retry_after: float = 1.0
+    delay_seconds: float = 2.0
+
+
+class ApiFaults:
+    """Global API fault rules: each applies with a rate, optionally only to the next N matching requests."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[_FaultRule] = []
+        self._rng = rng or random.Random()  # noqa: S311 - fault dice, not security
+
+    def add(
+        self,
+        kind: str,
+        *,
+        rate: float = 1.0,
+        count: int | None = None,
+        retry_after: float = 1.0,
+        delay_seconds: float = 2.0,
+        path_prefix: str | None = None,
+    ) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {FAULT_KINDS}, got {kind!r}")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("fault rate must be between 0 and 1")
+        if count is not None and count < 1:
+            raise ValueError("fault count must be a positive number of requests")
+        with self._lock:
+            self._rules.append(_FaultRule(kind, rate, count, retry_after, delay_seconds, path_prefix))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def pick(self, path: str) -> Fault | None:
+        """The fault for this request, if a rule fires; consumes one use of a counted rule."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.path_prefix and not path.startswith(rule.path_prefix):
+                    continue
+                if rule.remaining is not None and rule.remaining <= 0:
+                    continue
+                if rule.rate < 1.0 and self._rng.random() >= rule.rate:
+                    continue
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                return Fault(rule.kind, rule.retry_after, rule.delay_seconds)
+        return None
+
+
+@dataclass
+class _CognitoFaultRule:
+    error: str
+    status: int
+    remaining: int | None
+    rate: float
+    actions: frozenset[str] | None
+
+
+class CognitoFaults:
+    """Throttle Cognito calls (TooManyRequestsException by default) to exercise client retries."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[_CognitoFaultRule] = []
+        self._rng = rng or random.Random()  # noqa: S311 - fault dice, not security
+
+    def add(
+        self,
+        *,
+        count: int | None = 1,
+        rate: float = 1.0,
+        actions: Iterable[str] | None = None,
+        error: str = "TooManyRequestsException",
+        status: int = 400,
+    ) -> None:
+        if count is not None and count < 1:
+            raise ValueError("count must be a positive number of calls, or None for every call")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        with self._lock:
+            self._rules.append(_CognitoFaultRule(error, status, count, rate, frozenset(actions) if actions else None))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def pick(self, action: str) -> tuple[str, int] | None:
+        """(error code, HTTP status) if this call should fail."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.actions is not None and action not in rule.actions:
+                    continue
+                if rule.remaining is not None and rule.remaining <= 0:
+                    continue
+                if rule.rate < 1.0 and self._rng.random() >= rule.rate:
+                    continue
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                return rule.error, rule.status
+        return None
