@@ -196,7 +196,7 @@ class StrictCognitoLayer:
                 return
         raise CognitoError("NotAuthorizedException", f"Unable to verify secret hash for client {client.id}")
 
-    def _initiate_auth(self, params: dict[str, Any]) -> dict[str, Any] | None:
+    def _initiate_auth(self, params: dict[str, Any]) -> dict[str, Any] | bytes | None:
         _, pool, client = self._find_client(params.get("ClientId"))
         flow = str(params.get("AuthFlow") or "")
         auth = params.get("AuthParameters") or {}
@@ -208,7 +208,11 @@ class StrictCognitoLayer:
             user = pool._get_user(owner[1])
             names = [owner[1]] + ([user.id] if user is not None else [])
             self._check_secret_hash(client, auth.get("SECRET_HASH"), names)
-            return None
+            if not client.generate_secret:
+                return None
+            # Cognito accepts the hash over the sub too; moto checks only the username, so hand it that.
+            forwarded = dict(auth, SECRET_HASH=secret_hash(client.secret, owner[1], client.id))
+            return json.dumps(dict(params, AuthParameters=forwarded)).encode()
         if flow in ("USER_SRP_AUTH", "USER_PASSWORD_AUTH", "CUSTOM_AUTH"):
             self._check_secret_hash(client, auth.get("SECRET_HASH"), [str(auth.get("USERNAME") or "")])
         if flow != "USER_SRP_AUTH":

@@ -19,7 +19,7 @@ from pycognito.aws_srp import AWSSRP
 
 from airflow_cognito_iam.devstack.stack import DevStack
 
-NO_RETRY = Config(signature_version=UNSIGNED, retries={"max_attempts": 1, "mode": "standard"})
+NO_RETRY = Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1, "mode": "standard"})
 
 
 def unsigned_client(service: str, endpoint_url: str, region: str) -> Any:
