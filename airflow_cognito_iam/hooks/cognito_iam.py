@@ -28,6 +28,7 @@ from airflow_cognito_iam.auth.errors import (
     CognitoIamError,
     ConfigurationError,
     HostNotAllowedError,
+    TransientError,
 )
 from airflow_cognito_iam.auth.models import CognitoTokens
 from airflow_cognito_iam.auth.retry import (
@@ -36,6 +37,7 @@ from airflow_cognito_iam.auth.retry import (
     describe_exception,
     is_transient_api,
     is_transient_api_before_send,
+    retry_after_of,
 )
 from airflow_cognito_iam.auth.settings import CognitoSettings
 from airflow_cognito_iam.auth.signing import BearerTokenAuth, CognitoSigV4Auth, canonical_netloc, host_allowed
@@ -259,7 +261,13 @@ class CognitoIamHook(BaseHook):
                     continue
                 return response
 
-        response: requests.Response = policy.retrying(classifier, what=f"{method} {where}")(attempt)
+        try:
+            response: requests.Response = policy.retrying(classifier, what=f"{method} {where}")(attempt)
+        except requests.RequestException as exc:
+            # Only reached when the classifier declined to repeat (e.g. a POST that may have landed).
+            hint = "" if classifier is is_transient_api else "; not repeated (pass retry_non_idempotent=True if safe)"
+            raise TransientError(f"{method} {where} failed: {describe_exception(exc)}{hint}",
+                                 retry_after=retry_after_of(exc)) from exc
         if check_response and response.status_code >= 400:
             raise self._refusal(method, where, response)
         return response
@@ -276,6 +284,8 @@ class CognitoIamHook(BaseHook):
             raise
         elapsed = (time.monotonic() - started) * 1000
         size = response.headers.get("Content-Length", "?")
+        if response.request is not None and response.request.url:
+            where = _loggable(str(response.request.url))  # with the names of params= keys too
         log.info(
             "%s %s -> %d, %s bytes, %.0f ms, attempt %d", method, where, response.status_code, size, elapsed, attempt
         )
