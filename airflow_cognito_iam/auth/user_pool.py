@@ -13,6 +13,7 @@ import binascii
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,28 @@ CognitoService = Literal["cognito-idp", "cognito-identity"]
 #: TOTP step Cognito uses (RFC 6238 default).
 TOTP_STEP_SECONDS = 30
 _MAX_CHALLENGES = 4
+
+
+class TotpStepLedger:
+    """The last TOTP time step used per (pool, user) in this process.
+
+    TOTP codes are single-use (RFC 6238 5.2: a verifier must not accept a code twice), so two tasks
+    of one worker signing in as the same user within 30 s must not send the same code.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str], int] = {}
+
+    def claim(self, key: tuple[str, str], now: float) -> int:
+        """The step to answer with (the current one, or the one after the last used) and mark it used."""
+        with self._lock:
+            step = max(int(now // TOTP_STEP_SECONDS), self._last.get(key, -1) + 1)
+            self._last[key] = step
+            return step
+
+
+_SHARED_TOTP_LEDGER = TotpStepLedger()
 
 
 class RefreshTokenRejectedError(AuthenticationError):
@@ -128,6 +151,7 @@ class UserPoolAuthenticator:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
         wall_time: Callable[[], float] = time.time,
+        totp_ledger: TotpStepLedger | None = None,
     ) -> None:
         self.settings = settings
         self._client = client if client is not None else build_cognito_client("cognito-idp", settings)
@@ -135,6 +159,7 @@ class UserPoolAuthenticator:
         self._clock = clock
         self._sleep = sleep
         self._wall_time = wall_time
+        self._totp_ledger = totp_ledger or _SHARED_TOTP_LEDGER
 
     # -- public API -------------------------------------------------------------------------
 
@@ -143,11 +168,10 @@ class UserPoolAuthenticator:
         try:
             return self._sign_in_once()
         except _TotpRejectedError:
-            # A code is refused when it was already used in this time step (two tasks signing in
-            # together) or we were at a step boundary: the next step's code is the only cure.
-            wait = TOTP_STEP_SECONDS - (self._wall_time() % TOTP_STEP_SECONDS) + 1.0
-            log.info("TOTP code refused for user %s; retrying once in the next time step", self._user)
-            self._sleep(wait)
+            # Refused codes are either already used (another task of this user won the step) or
+            # sent across a step boundary. The ledger now marks that step used, so the next try
+            # waits for a fresh step: at most one more sign-in and one step of waiting.
+            log.info("TOTP code refused for user %s; retrying once with the next time step", self._user)
         try:
             return self._sign_in_once()
         except _TotpRejectedError:
@@ -288,13 +312,20 @@ class UserPoolAuthenticator:
         return result
 
     def _totp_code(self) -> str:
+        secret = self.settings.totp_secret or ""
         try:
-            return totp_code(self.settings.totp_secret or "", self._wall_time())
+            totp_code(secret, 0)  # validate before claiming a step or sleeping
         except (binascii.Error, ValueError):
             raise ConfigurationError(
                 {"totp_secret": "is not a base32 string (the secret shown when TOTP was registered)"},
                 conn_id=self.settings.conn_id,
             ) from None
+        now = self._wall_time()
+        step = self._totp_ledger.claim((self.settings.user_pool_id, self.settings.username), now)
+        start = step * TOTP_STEP_SECONDS
+        if start > now:
+            self._sleep(start - now + 0.5)
+        return totp_code(secret, start)
 
     def _tokens(
         self, result: dict[str, Any], started: datetime, internal: str, fallback_refresh: str | None = None

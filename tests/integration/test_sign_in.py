@@ -16,7 +16,7 @@ import pytest
 from airflow_cognito_iam.auth.errors import AuthenticationError, ConfigurationError, TransientError
 from airflow_cognito_iam.auth.retry import RetryPolicy
 from airflow_cognito_iam.auth.settings import CognitoSettings
-from airflow_cognito_iam.auth.user_pool import UserPoolAuthenticator, unverified_claims
+from airflow_cognito_iam.auth.user_pool import TotpStepLedger, UserPoolAuthenticator, unverified_claims
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +155,8 @@ def test_totp_challenge_is_answered_from_totp_secret(stack: Stack, flow: str) ->
     settings = settings_for(
         stack, login=stack.mfa_username, password=stack.mfa_password, totp_secret=stack.totp_secret, auth_flow=flow
     )
-    tokens = UserPoolAuthenticator(settings).sign_in()
+    # A fresh ledger: other tests' TOTP steps must not make this one wait for the next step.
+    tokens = UserPoolAuthenticator(settings, totp_ledger=TotpStepLedger()).sign_in()
     assert unverified_claims(tokens.id_token)["cognito:username"] == stack.mfa_username
     calls = cognito_calls(stack)
     # One TOTP answer (two if the code crossed a 30 s boundary and was retried once).
@@ -173,7 +174,7 @@ def test_a_wrong_totp_secret_is_refused_after_one_more_time_step(stack: Stack) -
         auth_flow="USER_PASSWORD_AUTH",
     )
     with pytest.raises(AuthenticationError, match="two consecutive TOTP codes") as info:
-        UserPoolAuthenticator(settings, sleep=waits.append).sign_in()
+        UserPoolAuthenticator(settings, sleep=waits.append, totp_ledger=TotpStepLedger()).sign_in()
     assert len(waits) == 1
     assert cognito_calls(stack) == {"InitiateAuth": 2, "RespondToAuthChallenge": 2}
     assert "JBSWY3DP" not in str(info.value)

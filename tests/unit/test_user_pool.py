@@ -22,6 +22,7 @@ from airflow_cognito_iam.auth.models import CognitoTokens
 from airflow_cognito_iam.auth.retry import RetryPolicy
 from airflow_cognito_iam.auth.settings import CognitoSettings
 from airflow_cognito_iam.auth.user_pool import (
+    TotpStepLedger,
     UserPoolAuthenticator,
     build_cognito_client,
     scrub,
@@ -86,6 +87,7 @@ def authenticator(settings: CognitoSettings, sleeps: Sleeps) -> tuple[UserPoolAu
         clock=lambda: NOW,
         sleep=sleeps,
         wall_time=lambda: WALL,
+        totp_ledger=TotpStepLedger(),
     )
     return auth, stub
 
@@ -316,17 +318,56 @@ def test_totp_challenge_is_answered_from_the_secret(sleeps: Sleeps) -> None:
     stub.assert_no_pending_responses()
 
 
-def test_a_refused_totp_code_is_retried_once_in_the_next_time_step(sleeps: Sleeps) -> None:
+def mfa_challenge() -> dict[str, Any]:
+    return {"ChallengeName": "SOFTWARE_TOKEN_MFA", "Session": "s" * 40, "ChallengeParameters": {}}
+
+
+def totp_answer(code: str) -> dict[str, Any]:
+    return {
+        "ClientId": "clientabc",
+        "ChallengeName": "SOFTWARE_TOKEN_MFA",
+        "Session": "s" * 40,
+        "ChallengeResponses": {"USERNAME": "alice", "SOFTWARE_TOKEN_MFA_CODE": code},
+    }
+
+
+STEP = int(WALL // 30)
+
+
+def test_a_refused_totp_code_is_retried_once_with_the_next_time_step(sleeps: Sleeps) -> None:
     auth, stub = authenticator(make_settings(auth_flow="USER_PASSWORD_AUTH", totp_secret=TOTP_SECRET), sleeps)
-    for _ in range(2):
-        stub.add_response(
-            "initiate_auth", {"ChallengeName": "SOFTWARE_TOKEN_MFA", "Session": "s" * 40, "ChallengeParameters": {}}
-        )
-        stub.add_client_error("respond_to_auth_challenge", "CodeMismatchException", "Invalid code received for user")
+    stub.add_response("initiate_auth", mfa_challenge())
+    stub.add_client_error(
+        "respond_to_auth_challenge",
+        "CodeMismatchException",
+        "Invalid code received for user",
+        expected_params=totp_answer(pyotp.TOTP(TOTP_SECRET).at(STEP * 30)),
+    )
+    stub.add_response("initiate_auth", mfa_challenge())
+    stub.add_client_error(
+        "respond_to_auth_challenge",
+        "CodeMismatchException",
+        "Invalid code received for user",
+        expected_params=totp_answer(pyotp.TOTP(TOTP_SECRET).at((STEP + 1) * 30)),
+    )
     with pytest.raises(AuthenticationError, match="two consecutive TOTP codes") as info:
         auth.sign_in()
-    assert sleeps == [30 - 7 + 1.0]  # waited once, to just past the next step boundary
+    assert sleeps == [30 - 7 + 0.5]  # waited once, until just into the next step
     assert TOTP_SECRET not in str(info.value)
+    stub.assert_no_pending_responses()
+
+
+def test_a_totp_code_is_never_sent_twice_by_one_worker(sleeps: Sleeps) -> None:
+    auth, stub = authenticator(make_settings(auth_flow="USER_PASSWORD_AUTH", totp_secret=TOTP_SECRET), sleeps)
+    for step in (STEP, STEP + 1):
+        stub.add_response("initiate_auth", mfa_challenge())
+        stub.add_response(
+            "respond_to_auth_challenge", auth_result(), totp_answer(pyotp.TOTP(TOTP_SECRET).at(step * 30))
+        )
+    auth.sign_in()
+    assert sleeps == []
+    auth.sign_in()  # same 30 s step: must wait for the next code rather than replay this one
+    assert sleeps == [30 - 7 + 0.5]
     stub.assert_no_pending_responses()
 
 
