@@ -55,6 +55,7 @@ class IdentityPoolExchanger:
         if not id_token:
             raise AuthenticationError("no ID token to exchange for AWS credentials")
         logins = {s.provider_name: id_token}
+        remembered = self._identity_id is not None
         if self._identity_id is None:
             response = self._call("get_id", id_token, IdentityPoolId=s.identity_pool_id, Logins=logins)
             self._identity_id = str(response["IdentityId"])
@@ -62,7 +63,17 @@ class IdentityPoolExchanger:
         request: dict[str, Any] = {"IdentityId": self._identity_id, "Logins": logins}
         if s.custom_role_arn:
             request["CustomRoleArn"] = s.custom_role_arn
-        response = self._call("get_credentials_for_identity", id_token, **request)
+        try:
+            response = self._call("get_credentials_for_identity", id_token, **request)
+        except ConfigurationError:
+            if not remembered:
+                raise
+            # The remembered identity was deleted (or merged): ask for the user's identity again, once.
+            log.info(
+                "Identity %s no longer exists; asking identity pool %s again", request["IdentityId"], s.identity_pool_id
+            )
+            self._identity_id = None
+            return self.get_credentials(id_token)
         creds = response["Credentials"]
         self._identity_id = str(response.get("IdentityId") or self._identity_id)
         return IdentityCredentials(

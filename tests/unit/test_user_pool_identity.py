@@ -101,18 +101,24 @@ def test_exchange_errors_say_what_to_fix_without_the_token(
     assert waits == []
 
 
-def test_a_deleted_identity_is_forgotten_so_the_next_exchange_starts_over() -> None:
+def test_a_deleted_identity_is_replaced_by_asking_for_the_users_identity_again() -> None:
     ex, stub, _ = exchanger()
     stub.add_response("get_id", {"IdentityId": "eu-west-1:old"})
     stub.add_response("get_credentials_for_identity", credentials("eu-west-1:old"))
     ex.get_credentials(ID_TOKEN)
     stub.add_client_error("get_credentials_for_identity", "ResourceNotFoundException", "Identity not found")
-    with pytest.raises(ConfigurationError):
-        ex.get_credentials(ID_TOKEN)
-    assert ex.identity_id is None
     stub.add_response("get_id", {"IdentityId": "eu-west-1:new"})
     stub.add_response("get_credentials_for_identity", credentials("eu-west-1:new"))
     assert ex.get_credentials(ID_TOKEN).identity_id == "eu-west-1:new"
+    assert ex.identity_id == "eu-west-1:new"
+    stub.assert_no_pending_responses()
+
+
+def test_a_missing_identity_pool_is_not_asked_twice() -> None:
+    ex, stub, _ = exchanger()
+    stub.add_client_error("get_id", "ResourceNotFoundException", "IdentityPool not found")
+    with pytest.raises(ConfigurationError, match="has no identity pool"):
+        ex.get_credentials(ID_TOKEN)
     stub.assert_no_pending_responses()
 
 
