@@ -5,6 +5,7 @@ flows, refresh-token ownership. Call counts come from the stack's own counters.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import socket
 from collections.abc import Iterator
@@ -261,3 +262,41 @@ def test_an_unreachable_endpoint_is_retried_then_reported(stack: Stack) -> None:
     with pytest.raises(TransientError, match="EndpointConnectionError"):
         UserPoolAuthenticator(settings, retry_policy=RetryPolicy(max_attempts=2, sleep=waits.append)).sign_in()
     assert len(waits) == 1
+
+
+def test_no_secret_or_token_reaches_the_logs(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    from airflow_cognito_iam.auth.identity_pool import IdentityPoolExchanger
+
+    caplog.set_level(logging.DEBUG, logger="airflow_cognito_iam")
+    caplog.set_level(logging.INFO)
+    stack.set_cognito_faults(count=1, actions=["RespondToAuthChallenge", "GetCredentialsForIdentity"])
+    settings = settings_for(
+        stack,
+        login=stack.mfa_username,
+        password=stack.mfa_password,
+        totp_secret=stack.totp_secret,
+        identity_pool_id=stack.identity_pool_id,
+        cognito_identity_endpoint_url=stack.moto_endpoint_url,
+    )
+    policy, _ = no_sleep()
+    auth = UserPoolAuthenticator(settings, retry_policy=policy, totp_ledger=TotpStepLedger())
+    tokens = auth.sign_in()
+    tokens = auth.refresh(tokens)
+    creds = IdentityPoolExchanger(settings, retry_policy=policy).get_credentials(tokens.id_token)
+    with pytest.raises(AuthenticationError):
+        UserPoolAuthenticator(settings_for(stack, password="Wrong-Passw0rd!"), retry_policy=policy).sign_in()
+    assert "retrying" in caplog.text  # the retries were logged...
+    secret_values = [
+        stack.mfa_password,
+        stack.client_secret,
+        stack.totp_secret,
+        "Wrong-Passw0rd!",
+        tokens.id_token,
+        tokens.access_token,
+        tokens.refresh_token,
+        creds.secret_access_key,
+        creds.session_token,
+    ]
+    for value in secret_values:  # ...and nothing secret was
+        assert value
+        assert value not in caplog.text
