@@ -17,6 +17,7 @@ credentials never travel to a host named by an API response (pagination links, r
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -49,10 +50,17 @@ def canonical_netloc(url: str) -> str:
     return f"{host}:{port}"
 
 
+# Already canonical: unreserved characters and uppercase %XX only (the common case, kept as is).
+_CANONICAL_PATH = re.compile(r"(?:[A-Za-z0-9\-._~/]|%[0-9A-F]{2})*")
+_CANONICAL_PAIR = re.compile(r"(?:[A-Za-z0-9\-._~]|%[0-9A-F]{2})*(?:=(?:[A-Za-z0-9\-._~]|%[0-9A-F]{2})*)?")
+
+
 def _encode_path(path: str) -> str:
     # Decode each segment and re-encode only what must be: an encoded "/" (%2F) stays inside its segment.
     if not path:
         return "/"
+    if _CANONICAL_PATH.fullmatch(path):
+        return path
     return "/".join(quote(unquote_to_bytes(segment), safe=_UNRESERVED) for segment in path.split("/"))
 
 
@@ -60,6 +68,9 @@ def _encode_query(query: str) -> str:
     pairs = []
     for pair in query.split("&"):
         if not pair:
+            continue
+        if _CANONICAL_PAIR.fullmatch(pair):
+            pairs.append(pair)
             continue
         key, sep, value = pair.partition("=")
         key = quote(unquote(key.replace("+", " ")), safe=_UNRESERVED)
@@ -91,6 +102,22 @@ def host_allowed(url: str, allowed_hosts: Iterable[str]) -> bool:
 
 class _AWS4Auth(AWS4Auth):  # type: ignore[misc]
     """requests-aws4auth with a canonical request that matches botocore for any (canonical) URL."""
+
+    @staticmethod
+    def amz_norm_whitespace(text: str) -> str:
+        # SigV4 "Trimall" as botocore does it. requests-aws4auth keeps runs of spaces inside quotes
+        # (shlex), which botocore and AWS collapse, and shlex costs more than the rest of signing.
+        return " ".join(text.split())
+
+    def refresh_credentials(self) -> None:
+        # The signing key depends only on secret, date, region and service: derive it again only
+        # when one changed instead of four HMACs per request.
+        frozen = self.refreshable_credentials.get_frozen_credentials()
+        self.access_id = frozen.access_key
+        self.session_token = frozen.token
+        key = getattr(self, "signing_key", None)
+        if key is None or key.secret_key != frozen.secret_key:
+            self.regenerate_signing_key(secret_key=frozen.secret_key)
 
     def get_canonical_request(self, req: requests.PreparedRequest, cano_headers: str, signed_headers: str) -> str:
         url = urlsplit(str(req.url))  # urlsplit, not urlparse: ";" belongs to the path

@@ -74,6 +74,7 @@ AWKWARD = [
     ("/plus+sign", {"expr": "1+1=2"}),
     ("/tilde~x/eq=y", {"t": "~a~", "e": "a=b"}),
     ("/semi;colon/path", {"s": "a;b"}),
+    ("/matrix;v=1", {}),
     ("/reserved", {"r": "!*'()@:$,/?#[]&", "pct": "100%"}),
     ("/repeat", [("k", "b"), ("k", "a"), ("a", "2"), ("a", "1"), ("k", "a")]),
     ("/empty", [("flag", ""), ("z", "")]),
@@ -188,3 +189,11 @@ def test_repr_shows_no_credentials():
     auth = CognitoSigV4Auth(refreshable(), "eu-west-1", allowed_hosts=["api.example.com"])
     for secret in (SECRET_KEY, ACCESS_KEY, TOKEN):
         assert secret not in repr(auth)
+
+
+def test_signed_header_whitespace_is_trimmed_as_botocore_does():
+    auth = CognitoSigV4Auth(refreshable(), "eu-west-1", allowed_hosts=["api.example.com"])
+    prepared = requests.Session().prepare_request(requests.Request(
+        "GET", "https://api.example.com/x", headers={"X-Amz-Meta-Note": 'a  "b   c"   d'}, auth=auth))
+    assert "x-amz-meta-note" in prepared.headers["Authorization"]
+    assert botocore_accepts(prepared)
