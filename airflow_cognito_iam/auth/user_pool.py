@@ -75,6 +75,48 @@ class _TotpRejectedError(AuthenticationError):
     """The TOTP code was refused; one more try in the next time step may succeed."""
 
 
+class _RedactCognitoBodies(logging.Filter):
+    """Blanks botocore DEBUG records that carry Cognito request or response bodies.
+
+    botocore logs every request's parameters and every response body at DEBUG; for Cognito that is
+    the password, refresh token, ID token and AWS secret key, and Airflow's DEBUG level turns it on.
+    """
+
+    MARKERS = (
+        "PASSWORD",
+        "SECRET_HASH",
+        "REFRESH_TOKEN",
+        "SOFTWARE_TOKEN_MFA_CODE",
+        "PASSWORD_CLAIM_SIGNATURE",
+        "Logins",
+        "IdToken",
+        "AccessToken",
+        "RefreshToken",
+        "SessionToken",
+        "SecretKey",
+        "Session",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record is botocore's problem, not a reason to leak
+            return True
+        if any(marker in text for marker in self.MARKERS):
+            record.msg, record.args = "[body redacted by airflow-cognito-iam: may contain secrets]", ()
+        return True
+
+
+_REDACTOR = _RedactCognitoBodies()
+
+
+def _redact_botocore_debug_bodies() -> None:
+    for name in ("botocore.endpoint", "botocore.parsers"):
+        logger = logging.getLogger(name)
+        if _REDACTOR not in logger.filters:
+            logger.addFilter(_REDACTOR)
+
+
 def build_cognito_client(service: CognitoService, settings: CognitoSettings, *, max_attempts: int = 1) -> Any:
     """A boto3 client for ``cognito-idp`` or ``cognito-identity`` that needs no AWS credentials.
 
@@ -95,6 +137,7 @@ def build_cognito_client(service: CognitoService, settings: CognitoSettings, *, 
         read_timeout=settings.timeout,
         user_agent_extra=f"airflow-cognito-iam/{__version__}",
     )
+    _redact_botocore_debug_bodies()
     # A private session: boto3's default session is not thread-safe and may hold a user's profile.
     session = boto3.session.Session()
     return session.client(service, region_name=region, endpoint_url=endpoint, verify=settings.verify, config=config)

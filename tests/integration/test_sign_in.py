@@ -267,8 +267,9 @@ def test_an_unreachable_endpoint_is_retried_then_reported(stack: Stack) -> None:
 def test_no_secret_or_token_reaches_the_logs(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
     from airflow_cognito_iam.auth.identity_pool import IdentityPoolExchanger
 
-    caplog.set_level(logging.DEBUG, logger="airflow_cognito_iam")
-    caplog.set_level(logging.INFO)
+    # DEBUG everywhere, as Airflow's logging_level=DEBUG does: botocore then logs request
+    # parameters and response bodies, which must come out redacted.
+    caplog.set_level(logging.DEBUG)
     stack.set_cognito_faults(count=1, actions=["RespondToAuthChallenge", "GetCredentialsForIdentity"])
     settings = settings_for(
         stack,
@@ -277,6 +278,7 @@ def test_no_secret_or_token_reaches_the_logs(stack: Stack, caplog: pytest.LogCap
         totp_secret=stack.totp_secret,
         identity_pool_id=stack.identity_pool_id,
         cognito_identity_endpoint_url=stack.moto_endpoint_url,
+        auth_flow="USER_PASSWORD_AUTH",  # the password itself goes over the wire in this flow
     )
     policy, _ = no_sleep()
     auth = UserPoolAuthenticator(settings, retry_policy=policy, totp_ledger=TotpStepLedger())
