@@ -282,3 +282,23 @@ def test_no_secret_reaches_logs_or_exception_text(stack, monkeypatch, caplog):
         assert secret
         assert secret not in text
     assert "GET /orders?date&limit -> 200" in caplog.text  # query names only, never values
+
+
+def test_every_secret_is_registered_with_airflows_masker(stack):
+    from airflow.sdk.log import redact
+
+    hook = CognitoIamHook()
+    hook.request("GET", "/whoami")
+    tokens, creds = hook.get_tokens(), hook.get_credentials()
+    for secret in (stack.password, stack.client_secret, tokens.id_token, tokens.access_token, tokens.refresh_token,
+                   creds.secret_key, creds.token):
+        assert secret not in str(redact(f"task printed {secret} by mistake"))
+
+
+def test_forced_token_refresh_uses_the_refresh_token_not_a_sign_in(stack):
+    hook = CognitoIamHook()
+    hook.get_tokens()
+    stack.reset_stats()
+    hook.provider.force_refresh_tokens()  # what request() does when an authorizer says 401 expired
+    assert cognito_calls(stack) == {"InitiateAuth": 1}  # REFRESH_TOKEN_AUTH: no SRP challenge round
+    assert hook.request("GET", "/bearer/whoami", mode="id_token").json()["username"] == stack.username
