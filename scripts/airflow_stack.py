@@ -110,10 +110,15 @@ def _isolated_env() -> dict[str, str]:
     return env
 
 
-def airflow_env(home: Path, info: Mapping[str, Any], **overrides: str) -> dict[str, str]:
-    """Environment for airflow CLI calls: SQLite home, our dags/, connections and bucket from the stack."""
+def airflow_env(
+    home: Path, info: Mapping[str, Any], *, connections_in_env: bool = True, **overrides: str
+) -> dict[str, str]:
+    """Environment for airflow CLI calls: SQLite home, our dags/, and (by default) the stack's
+    connections and Variables as AIRFLOW_CONN_* / AIRFLOW_VAR_* variables."""
     home.mkdir(parents=True, exist_ok=True)
     env = _isolated_env()
+    for name in [n for n in env if n.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))]:
+        del env[name]  # a developer's own connections must not leak into the demo
     env.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -121,16 +126,28 @@ def airflow_env(home: Path, info: Mapping[str, Any], **overrides: str) -> dict[s
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW_CONN_COGNITO_IAM_DEFAULT": connection_json(info, "conn_json"),
-            "AIRFLOW_CONN_AWS_DEFAULT": connection_json(info, "aws_conn_json"),
-            "AIRFLOW_VAR_COGNITO_IAM_BUCKET": str(info["bucket"]),
-            # Only the identity-boto3 example needs it: on AWS the Variable is unset.
-            "AIRFLOW_VAR_COGNITO_IAM_S3_ENDPOINT_URL": str(info["moto_endpoint_url"]),
             "AIRFLOW_COGNITO_IAM_CACHE_DIR": str(home / "cognito-iam-cache"),
         }
     )
+    if connections_in_env:
+        env.update(
+            {
+                "AIRFLOW_CONN_COGNITO_IAM_DEFAULT": connection_json(info, "conn_json"),
+                "AIRFLOW_CONN_AWS_DEFAULT": connection_json(info, "aws_conn_json"),
+                **{f"AIRFLOW_VAR_{key.upper()}": value for key, value in example_variables(info).items()},
+            }
+        )
     env.update(overrides)
     return env
+
+
+def example_variables(info: Mapping[str, Any]) -> dict[str, str]:
+    """The Airflow Variables the example DAGs read, pointing at the stack."""
+    return {
+        "cognito_iam_bucket": str(info["bucket"]),
+        # Only the identity-boto3 example needs it; on AWS the Variable stays unset.
+        "cognito_iam_s3_endpoint_url": str(info["moto_endpoint_url"]),
+    }
 
 
 def airflow(args: list[str], env: Mapping[str, str], log_path: Path, *, timeout: float = 600) -> str:

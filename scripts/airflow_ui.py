@@ -1,0 +1,198 @@
+"""`make airflow`: the devstack plus `airflow standalone`, ready to click through in a browser.
+
+Starts the offline stack, runs `airflow standalone` (API server + UI, scheduler, dag-processor,
+triggerer) with AIRFLOW_HOME under .local/airflow, and stores the `cognito_iam_default` and
+`aws_default` connections and the example Variables in Airflow's database through the REST API, so
+the UI lists them, opens the cognito_iam form, and its Test button performs a real sign-in. Prints
+the URL and login, then runs until Ctrl-C; both processes are stopped on the way out.
+
+The devstack's pools are new on every start, so the connections are rewritten each time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from airflow_stack import BIN, LOCAL, StackError, airflow_env, connection_json, devstack, example_variables, say
+
+READY_TIMEOUT = 300.0
+USERNAME = "admin"
+
+
+def api(base: str, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    """One JSON call to the Airflow REST API; returns (status, decoded body)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{base}{path}", data=data, method=method)  # noqa: S310 - local server
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+def wait_until_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll /api/v2/monitor/health until the metadatabase and scheduler report healthy."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StackError(f"airflow standalone exited with {process.returncode}; see {log}")
+        try:
+            status, body = api(base, "GET", "/api/v2/monitor/health")
+        except OSError:
+            status, body = 0, None
+        if status == 200 and isinstance(body, dict):
+            states = {name: (part or {}).get("status") for name, part in body.items() if isinstance(part, dict)}
+            if states.get("metadatabase") == "healthy" and states.get("scheduler") == "healthy":
+                return
+        time.sleep(2)
+    raise StackError(f"Airflow was not healthy within {READY_TIMEOUT:.0f} s; see {log}")
+
+
+def read_password(home: Path) -> str:
+    """The password standalone generated for the admin user (simple auth manager's file)."""
+    path = home / "simple_auth_manager_passwords.json.generated"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            passwords: dict[str, str] = json.loads(path.read_text())
+            return passwords[USERNAME]
+        except (OSError, ValueError, KeyError):
+            time.sleep(1)
+    raise StackError(f"no password for {USERNAME!r} in {path}")
+
+
+def get_token(base: str, password: str) -> str:
+    status, body = api(base, "POST", "/auth/token", {"username": USERNAME, "password": password})
+    if status not in (200, 201) or not isinstance(body, dict):
+        raise StackError(f"POST /auth/token answered {status}")
+    return str(body["access_token"])
+
+
+def upsert(base: str, token: str, kind: str, key_field: str, body: dict[str, Any]) -> None:
+    """Create or replace a connection/variable so the UI shows the current devstack's values."""
+    key = body[key_field]
+    status, _ = api(base, "PATCH", f"/api/v2/{kind}/{key}", body, token)
+    if status == 404:
+        status, _ = api(base, "POST", f"/api/v2/{kind}", body, token)
+    if status not in (200, 201):
+        raise StackError(f"could not store {kind[:-1]} {key!r} (HTTP {status})")
+
+
+def connection_body(conn_id: str, conn: dict[str, Any]) -> dict[str, Any]:
+    """A devstack connection in the REST API's shape (extra is a JSON string there)."""
+    extra = conn.get("extra") or {}
+    return {
+        "connection_id": conn_id,
+        "conn_type": conn["conn_type"],
+        "host": conn.get("host"),
+        "login": conn.get("login"),
+        "password": conn.get("password"),
+        "extra": extra if isinstance(extra, str) else json.dumps(extra),
+    }
+
+
+def configure(base: str, token: str, info: dict[str, Any]) -> None:
+    for conn_id, key in (("cognito_iam_default", "conn_json"), ("aws_default", "aws_conn_json")):
+        conn = json.loads(connection_json(info, key))
+        upsert(base, token, "connections", "connection_id", connection_body(conn_id, conn))
+    for variable, value in example_variables(info).items():
+        upsert(base, token, "variables", "key", {"key": variable, "value": value})
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)  # standalone's children (scheduler, api-server...) too
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=8080, help="port of the UI / API server")
+    parser.add_argument("--home", type=Path, default=LOCAL / "airflow", help="AIRFLOW_HOME")
+    args = parser.parse_args(argv)
+    home: Path = args.home.resolve()
+    logs = home / "logs-make-airflow"
+    base = f"http://127.0.0.1:{args.port}"
+
+    def on_sigterm(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # same clean shutdown as Ctrl-C
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        say("starting the devstack")
+        with devstack(logs / "devstack.log") as info:
+            # Connections live in the database (editable in the UI): environment ones would shadow them.
+            env = airflow_env(
+                home,
+                info,
+                connections_in_env=False,
+                AIRFLOW__API__PORT=str(args.port),
+                AIRFLOW__API__WORKERS="1",
+                # Task processes reach the API server here; the default assumes port 8080.
+                AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{base}/execution/",
+                # A laptop-sized executor: the default 32 parallel tasks start 32 worker processes.
+                AIRFLOW__CORE__PARALLELISM="4",
+                # The daily example starts with yesterday's run, so the UI shows a real run at once.
+                AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+            )
+            log_path = logs / "standalone.log"
+            say(f"airflow standalone (AIRFLOW_HOME={home}); log: {log_path}")
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(
+                    [str(BIN / "airflow"), "standalone"],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                try:
+                    wait_until_healthy(base, process, log_path)
+                    password = read_password(home)
+                    configure(base, get_token(base, password), info)
+                    say("Airflow is ready")
+                    print(f"    URL:      {base}/", flush=True)
+                    print(f"    login:    {USERNAME} / {password}", flush=True)
+                    print("    open Admin > Connections > cognito_iam_default and press Test;", flush=True)
+                    print("    cognito_iam_orders_daily is unpaused: start a backfill from its page.", flush=True)
+                    print("    Ctrl-C stops Airflow and the devstack.", flush=True)
+                    ready = {"ready": True, "url": base, "username": USERNAME, "devstack_api_url": info["api_url"]}
+                    print(json.dumps(ready), flush=True)
+                    while process.poll() is None:
+                        time.sleep(1)
+                    raise StackError(f"airflow standalone exited with {process.returncode}; see {log_path}")
+                finally:
+                    stop(process)
+    except KeyboardInterrupt:
+        say("Airflow and the devstack stopped")
+        return 0
+    except StackError as exc:
+        print(f"make airflow FAILED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
