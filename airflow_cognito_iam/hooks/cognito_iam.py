@@ -54,7 +54,8 @@ _NOT_AUTHORIZED = re.compile(
     r"User: (?P<principal>\S+) is not authorized to perform: (?P<action>\S+?)(?: on resource: (?P<resource>\S+?))?"
     r"(?:[\s\"',}]|$)"
 )
-_EXPIRED = re.compile(r"expired|ExpiredToken", re.IGNORECASE)
+# "Signature expired" is clock skew, not stale credentials: a refresh would not help.
+_EXPIRED = re.compile(r"token\b.*\bexpired|ExpiredToken", re.IGNORECASE)
 # Signature-mismatch answers quote the canonical request, headers (session token) included.
 _ECHO = re.compile(r"(The Canonical String|The String-to-Sign|Canonical String for this request).*", re.DOTALL)
 
