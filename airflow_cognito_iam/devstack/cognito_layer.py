@@ -40,6 +40,8 @@ _FLOW_PERMISSIONS = {
     "REFRESH_TOKEN": {"ALLOW_REFRESH_TOKEN_AUTH"},
     "CUSTOM_AUTH": {"ALLOW_CUSTOM_AUTH", "CUSTOM_AUTH_FLOW_ONLY"},
 }
+# Public APIs that carry the client's SECRET_HASH as a top-level SecretHash parameter.
+_SECRET_HASH_ACTIONS = ("SignUp", "ConfirmSignUp", "ForgotPassword", "ConfirmForgotPassword", "ResendConfirmationCode")
 # Cognito's default when a client was created without ExplicitAuthFlows.
 _DEFAULT_FLOWS = ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_CUSTOM_AUTH"]
 _PROVIDER = re.compile(r"^cognito-idp\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<pool>(?P=region)_[0-9A-Za-z]+)$")
@@ -94,6 +96,7 @@ class StrictCognitoLayer:
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any] | bytes | None]] = {
             f"{IDP_PREFIX}.InitiateAuth": self._initiate_auth,
             f"{IDP_PREFIX}.RespondToAuthChallenge": self._respond_to_auth_challenge,
+            **{f"{IDP_PREFIX}.{action}": self._check_top_level_secret_hash for action in _SECRET_HASH_ACTIONS},
             f"{IDENTITY_PREFIX}.GetId": self._get_id,
             f"{IDENTITY_PREFIX}.GetCredentialsForIdentity": self._get_credentials_for_identity,
         }
@@ -195,6 +198,10 @@ class StrictCognitoLayer:
             if hmac.compare_digest(secret_hash(client.secret, name, client.id).encode(), given.encode()):
                 return
         raise CognitoError("NotAuthorizedException", f"Unable to verify secret hash for client {client.id}")
+
+    def _check_top_level_secret_hash(self, params: dict[str, Any]) -> None:
+        _, _, client = self._find_client(params.get("ClientId"))
+        self._check_secret_hash(client, params.get("SecretHash"), [str(params.get("Username") or "")])
 
     def _initiate_auth(self, params: dict[str, Any]) -> dict[str, Any] | bytes | None:
         _, pool, client = self._find_client(params.get("ClientId"))

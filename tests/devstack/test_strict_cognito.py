@@ -378,3 +378,17 @@ def test_boto3_standard_retries_ride_through_a_throttle(stack: DevStack) -> None
 
     assert "IdToken" in srp_sign_in(stack, client)
     assert stack.stats()["cognito"]["InitiateAuth"] == 2
+
+
+def test_sign_up_without_secret_hash_is_accepted_by_moto_but_refused_by_the_stack(
+    stack: DevStack, idp: Any, raw_idp: Any
+) -> None:
+    import secrets
+
+    password = f"Pw{secrets.token_hex(6)}9!"
+    raw_idp.sign_up(ClientId=stack.client_id, Username=f"moto-{secrets.token_hex(4)}", Password=password)
+
+    with pytest.raises(ClientError) as refused:
+        idp.sign_up(ClientId=stack.client_id, Username=f"strict-{secrets.token_hex(4)}", Password=password)
+
+    assert _error_code(refused) == "NotAuthorizedException"
