@@ -19,7 +19,12 @@ from airflow.sdk.bases.decorator import determine_kwargs
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
-from airflow_cognito_iam.auth.errors import ApiRefusalError, AuthenticationError, ConfigurationError
+from airflow_cognito_iam.auth.errors import (
+    ApiRefusalError,
+    AuthenticationError,
+    ConfigurationError,
+    HostNotAllowedError,
+)
 from airflow_cognito_iam.auth.retry import RetryPolicy
 from airflow_cognito_iam.storage import Sink, open_sink, parse_destination
 
@@ -258,7 +263,10 @@ class CognitoIamApiOperator(BaseOperator):
             if not changes:
                 return
             request = merge_request(request, changes)
-            self.hook.url_for(request["endpoint"])
+            try:
+                self.hook.url_for(request["endpoint"])
+            except HostNotAllowedError as exc:
+                raise AirflowFailException(f"pagination pointed outside the allowed hosts: {exc}") from exc
             fingerprint = _fingerprint(request)
             if fingerprint in seen:
                 raise AirflowFailException(
@@ -297,7 +305,8 @@ class CognitoIamApiOperator(BaseOperator):
         for response in self._safe_pages(context, remaining):
             pages += 1
             raw_total += len(response.content)
-            self._refuse_if_too_large(raw_total)
+            if self.response_filter is None:
+                self._refuse_if_too_large(raw_total)
             value = self._filtered(response, context)
             if self.pagination is None:
                 results = [value]

@@ -451,6 +451,29 @@ def test_api_refusal_names_role_and_action_and_is_not_retried(cognito_iam_conn: 
     assert api_requests(cognito_iam_conn, "GET /admin/*") == {"403": 1}
 
 
+@pytest.mark.parametrize(("auth", "token_use"), [("id_token", "id"), ("access_token", "access")])
+def test_bearer_modes_for_cognito_authorizer_apis(cognito_iam_conn: DevStack, auth: str, token_use: str) -> None:
+    op = CognitoIamApiOperator(task_id="bearer", endpoint="/bearer/whoami", auth=auth)  # type: ignore[arg-type]
+    result = op.execute({})  # type: ignore[arg-type]
+    assert result["token_use"] == token_use
+    assert result["username"] == cognito_iam_conn.username
+
+
+def test_post_is_not_repeated_after_a_503_unless_opted_in(cognito_iam_conn: DevStack) -> None:
+    cognito_iam_conn.set_faults("503", count=1, path_prefix="/jobs")
+    op = CognitoIamApiOperator(task_id="start", endpoint="/jobs", method="POST", json={"polls": 1})
+    with pytest.raises(TransientError, match=r"HTTP 503.*not repeated"):
+        op.execute({})  # type: ignore[arg-type]
+    assert api_requests(cognito_iam_conn, "POST /jobs") == {"503": 1}, "the job may exist: not sent again"
+
+    cognito_iam_conn.set_faults("503", count=1, path_prefix="/jobs")
+    op = CognitoIamApiOperator(
+        task_id="start", endpoint="/jobs", method="POST", json={"polls": 1}, retry_non_idempotent=True
+    )
+    assert op.execute({})["status"] == "pending"  # type: ignore[arg-type]
+    assert api_requests(cognito_iam_conn, "POST /jobs") == {"503": 2, "202": 1}
+
+
 # --- host pinning --------------------------------------------------------------------------------
 
 
@@ -468,7 +491,7 @@ def test_pagination_to_another_host_is_refused_and_nothing_is_written(cognito_ia
         pagination=lambda response: {"endpoint": "https://evil.example.com/orders"},
         destination=f"s3://{cognito_iam_conn.bucket}/{key}",
     )
-    with pytest.raises(AirflowFailException, match=r"evil\.example\.com"):
+    with pytest.raises(AirflowFailException, match=r"pagination pointed outside.*evil\.example\.com"):
         op.execute({})  # type: ignore[arg-type]
     assert api_requests(cognito_iam_conn, "GET /orders") == {"200": 1}
     assert s3_keys(cognito_iam_conn, "pinning/") == []
