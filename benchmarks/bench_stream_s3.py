@@ -39,7 +39,7 @@ def run_child(size_mb: int, bucket: str) -> None:
             query={"size_mb": mb},
             destination=f"s3://{bucket}/bench/{key}",
         )
-        result: dict[str, object] = op.execute({})  # type: ignore[arg-type]
+        result: dict[str, object] = op.execute({})
         return result
 
     # Imports and the sign-in are one-off costs that do not grow with the body; everything else

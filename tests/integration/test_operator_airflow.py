@@ -119,7 +119,7 @@ def test_airflow_tasks_test_pulls_the_logical_dates_orders_to_s3(
 
 def test_airflow_tasks_test_runs_the_sensor_to_done(airflow_home: dict[str, str], cognito_iam_conn: DevStack) -> None:
     job = CognitoIamApiOperator(task_id="start", endpoint="/jobs", method="POST", json={"polls": 1})
-    job_id = job.execute({})["job_id"]  # type: ignore[arg-type]
+    job_id = job.execute({})["job_id"]
 
     output = tasks_test(airflow_home, "wait_job", "2024-01-03", {"job_id": job_id})
 

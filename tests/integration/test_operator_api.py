@@ -179,13 +179,13 @@ def test_templated_query_and_destination_use_the_logical_date(cognito_iam_conn: 
 
 
 def test_single_response_to_xcom_is_the_decoded_json(cognito_iam_conn: DevStack) -> None:
-    result = CognitoIamApiOperator(task_id="whoami", endpoint="/whoami").execute({})  # type: ignore[arg-type]
+    result = CognitoIamApiOperator(task_id="whoami", endpoint="/whoami").execute({})
     assert result["identity_id"].startswith(cognito_iam_conn.region + ":")
     assert result["caller_arn"].startswith("arn:aws:sts::")
 
 
 def test_three_plus_pages_to_xcom_as_a_list_of_page_bodies(cognito_iam_conn: DevStack) -> None:
-    pages = orders_op().execute({})  # type: ignore[arg-type]
+    pages = orders_op().execute({})
 
     assert len(pages) >= 3
     assert [r for page in pages for r in page["records"]] == expected_orders()
@@ -194,21 +194,21 @@ def test_three_plus_pages_to_xcom_as_a_list_of_page_bodies(cognito_iam_conn: Dev
 
 
 def test_pages_with_response_filter_to_xcom_are_the_concatenated_records(cognito_iam_conn: DevStack) -> None:
-    result = orders_op(response_filter=records).execute({})  # type: ignore[arg-type]
+    result = orders_op(response_filter=records).execute({})
     assert result == expected_orders()
 
 
 def test_response_larger_than_max_xcom_bytes_fails_pointing_at_destination(cognito_iam_conn: DevStack) -> None:
     op = CognitoIamApiOperator(task_id="too_big", endpoint="/export", query={"size_mb": 5}, max_xcom_bytes=256 * 1024)
     with pytest.raises(XComTooLargeError, match="max_xcom_bytes=262144") as info:
-        op.execute({})  # type: ignore[arg-type]
+        op.execute({})
     assert "destination=" in str(info.value)
     assert isinstance(info.value, AirflowFailException), "Airflow must not retry it"
 
 
 def test_paginated_result_over_max_xcom_bytes_fails(cognito_iam_conn: DevStack) -> None:
     with pytest.raises(XComTooLargeError, match="set destination"):
-        orders_op(max_xcom_bytes=10_000).execute({})  # type: ignore[arg-type]
+        orders_op(max_xcom_bytes=10_000).execute({})
     # It stopped at the page that crossed the limit instead of fetching every page first.
     assert api_requests(cognito_iam_conn, "GET /orders")["200"] < 3
 
@@ -216,7 +216,7 @@ def test_paginated_result_over_max_xcom_bytes_fails(cognito_iam_conn: DevStack) 
 def test_response_check_false_fails_the_task(cognito_iam_conn: DevStack) -> None:
     op = orders_op(response_check=lambda response: len(response.json()["records"]) > 1000)
     with pytest.raises(AirflowException, match=r"response_check returned False for GET /orders \(HTTP 200\)"):
-        op.execute({})  # type: ignore[arg-type]
+        op.execute({})
 
 
 def test_response_check_and_filter_receive_context_values(cognito_iam_conn: DevStack) -> None:
@@ -229,7 +229,7 @@ def test_response_check_and_filter_receive_context_values(cognito_iam_conn: DevS
     def only_that_day(response: requests.Response, ds: str) -> list[str]:
         return [r["order_id"] for r in response.json()["records"] if r["date"] == ds]
 
-    result = orders_op(response_check=check, response_filter=only_that_day).execute({"ds": DATE})  # type: ignore[arg-type]
+    result = orders_op(response_check=check, response_filter=only_that_day).execute({"ds": DATE})
     assert result == [r["order_id"] for r in expected_orders()]
     assert set(seen) == {DATE}
     assert len(seen) >= 3
@@ -240,7 +240,7 @@ def test_response_check_and_filter_receive_context_values(cognito_iam_conn: DevS
 
 def test_three_plus_pages_to_s3_as_one_json_line_per_page(cognito_iam_conn: DevStack) -> None:
     key = f"orders/dt={DATE}/pages.jsonl"
-    result = orders_op(destination=f"s3://{cognito_iam_conn.bucket}/{key}").execute({})  # type: ignore[arg-type]
+    result = orders_op(destination=f"s3://{cognito_iam_conn.bucket}/{key}").execute({})
 
     lines = s3_lines(cognito_iam_conn, key)
     assert len(lines) == result["pages"] == result["records"] >= 3
@@ -253,8 +253,8 @@ def test_three_plus_pages_to_s3_as_one_json_line_per_page(cognito_iam_conn: DevS
 def test_pages_to_s3_one_json_line_per_record_with_filter_and_rerun_overwrites(cognito_iam_conn: DevStack) -> None:
     key = f"orders/dt={DATE}/records.jsonl"
     destination = f"s3://{cognito_iam_conn.bucket}/{key}"
-    first = orders_op(destination=destination, response_filter=records).execute({})  # type: ignore[arg-type]
-    again = orders_op(destination=destination, response_filter=records).execute({})  # type: ignore[arg-type]
+    first = orders_op(destination=destination, response_filter=records).execute({})
+    again = orders_op(destination=destination, response_filter=records).execute({})
 
     assert s3_lines(cognito_iam_conn, key) == expected_orders()
     assert first == again
@@ -264,7 +264,7 @@ def test_pages_to_s3_one_json_line_per_record_with_filter_and_rerun_overwrites(c
 
 def test_pages_to_a_file_destination(cognito_iam_conn: DevStack, tmp_path: Any) -> None:
     target = tmp_path / "dt=2024-01-02" / "orders.jsonl"
-    result = orders_op(destination=target.as_uri(), response_filter=records).execute({})  # type: ignore[arg-type]
+    result = orders_op(destination=target.as_uri(), response_filter=records).execute({})
     assert [json.loads(line) for line in target.read_text().splitlines()] == expected_orders()
     assert result["uri"] == target.as_uri()
     assert result["bytes"] == target.stat().st_size
@@ -277,7 +277,7 @@ def test_streamed_body_to_s3_is_byte_exact(cognito_iam_conn: DevStack) -> None:
     op = CognitoIamApiOperator(
         task_id="export", endpoint="/export", query={"size_mb": 12}, destination=f"s3://{cognito_iam_conn.bucket}/{key}"
     )
-    result = op.execute({})  # type: ignore[arg-type]
+    result = op.execute({})
 
     body = cognito_iam_conn.s3_client().get_object(Bucket=cognito_iam_conn.bucket, Key=key)["Body"].read()
     assert len(body) == result["bytes"] == 12 * 2**20
@@ -294,7 +294,7 @@ def test_outlets_get_an_asset_event_describing_the_object(cognito_iam_conn: DevS
     op = orders_op(destination=uri, response_filter=records, outlets=[folder, alias])
     events = OutletEventAccessors()
 
-    result = op.execute({"outlet_events": events})  # type: ignore[arg-type]
+    result = op.execute({"outlet_events": events})
 
     assert events[folder].extra == {
         "uri": uri,
@@ -328,7 +328,7 @@ def test_injected_503_429_and_resets_lose_and_duplicate_no_page(cognito_iam_conn
     key = "faults/orders.jsonl"
     result = orders_op(
         pagination=next_page_with_faults, destination=f"s3://{stack.bucket}/{key}", response_filter=records
-    ).execute({})  # type: ignore[arg-type]
+    ).execute({})
 
     assert s3_lines(stack, key) == expected_orders()
     seen = api_requests(stack, "GET /orders")
@@ -353,7 +353,7 @@ def test_body_reset_mid_page_refetches_that_page_once(proxy: CuttingProxy, cogni
         pagination=next_page_and_break_the_next_body,
         response_filter=records,
         destination=f"s3://{cognito_iam_conn.bucket}/{key}",
-    ).execute({})  # type: ignore[arg-type]
+    ).execute({})
 
     assert proxy.cuts == 1
     assert s3_lines(cognito_iam_conn, key) == expected_orders()
@@ -370,7 +370,7 @@ def test_body_reset_mid_stream_restarts_the_upload_cleanly(proxy: CuttingProxy, 
         query={"size_mb": 24},
         destination=f"s3://{cognito_iam_conn.bucket}/{key}",
     )
-    result = op.execute({})  # type: ignore[arg-type]
+    result = op.execute({})
 
     assert proxy.cuts == 1
     body = cognito_iam_conn.s3_client().get_object(Bucket=cognito_iam_conn.bucket, Key=key)["Body"].read()
@@ -391,7 +391,7 @@ def test_failure_mid_stream_leaves_no_object_and_no_upload(proxy: CuttingProxy, 
         max_attempts=1,
     )
     with pytest.raises(TransientError, match=r"GET /export body still failing after 1 attempt"):
-        op.execute({})  # type: ignore[arg-type]
+        op.execute({})
     assert proxy.cuts == 1
     assert s3_keys(cognito_iam_conn, "faults/never") == []
     assert in_progress_uploads(cognito_iam_conn) == []
@@ -407,7 +407,7 @@ def test_failure_on_a_later_page_leaves_no_object(cognito_iam_conn: DevStack) ->
     key = "faults/bad-token.jsonl"
     op = orders_op(pagination=second_page_then_a_bad_token, destination=f"s3://{cognito_iam_conn.bucket}/{key}")
     with pytest.raises(AirflowFailException, match=r"HTTP 400.*Invalid next_token"):
-        op.execute({})  # type: ignore[arg-type]
+        op.execute({})
     assert s3_keys(cognito_iam_conn, "faults/bad-token") == []
     assert in_progress_uploads(cognito_iam_conn) == []
 
@@ -425,7 +425,7 @@ def test_credentials_expiring_mid_pagination_are_refreshed_once(cognito_iam_conn
             stack.expire_credentials()  # as if the 1 h credentials ran out between two pages
         return next_page(response)
 
-    result = orders_op(pagination=next_page_after_expiry, response_filter=records).execute({})  # type: ignore[arg-type]
+    result = orders_op(pagination=next_page_after_expiry, response_filter=records).execute({})
 
     assert result == expected_orders()
     seen = api_requests(stack, "GET /orders")
@@ -435,14 +435,14 @@ def test_credentials_expiring_mid_pagination_are_refreshed_once(cognito_iam_conn
 
 def test_short_lived_credentials_are_renewed_across_pages(cognito_iam_conn: DevStack) -> None:
     cognito_iam_conn.set_credential_lifetime(1)  # every page finds credentials about to expire
-    result = orders_op(response_filter=records).execute({})  # type: ignore[arg-type]
+    result = orders_op(response_filter=records).execute({})
     assert result == expected_orders()
 
 
 def test_api_refusal_names_role_and_action_and_is_not_retried(cognito_iam_conn: DevStack) -> None:
     op = CognitoIamApiOperator(task_id="admin", endpoint="/admin/users")
     with pytest.raises(AirflowFailException) as info:
-        op.execute({})  # type: ignore[arg-type]
+        op.execute({})
     message = str(info.value)
     assert "HTTP 403" in message
     assert "execute-api:Invoke" in message
@@ -454,7 +454,7 @@ def test_api_refusal_names_role_and_action_and_is_not_retried(cognito_iam_conn: 
 @pytest.mark.parametrize(("auth", "token_use"), [("id_token", "id"), ("access_token", "access")])
 def test_bearer_modes_for_cognito_authorizer_apis(cognito_iam_conn: DevStack, auth: str, token_use: str) -> None:
     op = CognitoIamApiOperator(task_id="bearer", endpoint="/bearer/whoami", auth=auth)  # type: ignore[arg-type]
-    result = op.execute({})  # type: ignore[arg-type]
+    result = op.execute({})
     assert result["token_use"] == token_use
     assert result["username"] == cognito_iam_conn.username
 
@@ -463,14 +463,14 @@ def test_post_is_not_repeated_after_a_503_unless_opted_in(cognito_iam_conn: DevS
     cognito_iam_conn.set_faults("503", count=1, path_prefix="/jobs")
     op = CognitoIamApiOperator(task_id="start", endpoint="/jobs", method="POST", json={"polls": 1})
     with pytest.raises(TransientError, match=r"HTTP 503.*not repeated"):
-        op.execute({})  # type: ignore[arg-type]
+        op.execute({})
     assert api_requests(cognito_iam_conn, "POST /jobs") == {"503": 1}, "the job may exist: not sent again"
 
     cognito_iam_conn.set_faults("503", count=1, path_prefix="/jobs")
     op = CognitoIamApiOperator(
         task_id="start", endpoint="/jobs", method="POST", json={"polls": 1}, retry_non_idempotent=True
     )
-    assert op.execute({})["status"] == "pending"  # type: ignore[arg-type]
+    assert op.execute({})["status"] == "pending"
     assert api_requests(cognito_iam_conn, "POST /jobs") == {"503": 2, "202": 1}
 
 
@@ -480,7 +480,7 @@ def test_post_is_not_repeated_after_a_503_unless_opted_in(cognito_iam_conn: DevS
 def test_absolute_endpoint_on_another_host_is_refused_before_any_request(cognito_iam_conn: DevStack) -> None:
     op = CognitoIamApiOperator(task_id="exfil", endpoint="http://127.0.0.2:9/collect")
     with pytest.raises(AirflowFailException, match=r"HostNotAllowedError.*127\.0\.0\.2:9"):
-        op.execute({})  # type: ignore[arg-type]
+        op.execute({})
     assert cognito_iam_conn.stats()["api"]["requests"] == 0
     assert cognito_iam_conn.stats()["cognito"] == {}, "not even a sign-in"
 
@@ -492,7 +492,7 @@ def test_pagination_to_another_host_is_refused_and_nothing_is_written(cognito_ia
         destination=f"s3://{cognito_iam_conn.bucket}/{key}",
     )
     with pytest.raises(AirflowFailException, match=r"pagination pointed outside.*evil\.example\.com"):
-        op.execute({})  # type: ignore[arg-type]
+        op.execute({})
     assert api_requests(cognito_iam_conn, "GET /orders") == {"200": 1}
     assert s3_keys(cognito_iam_conn, "pinning/") == []
 
@@ -504,12 +504,12 @@ def test_pagination_by_absolute_link_on_the_same_host_is_allowed(cognito_iam_con
         token = response.json()["next_token"]
         return {"endpoint": f"{base}/orders", "query": {"next_token": token}} if token else None
 
-    assert orders_op(pagination=follow_link, response_filter=records).execute({}) == expected_orders()  # type: ignore[arg-type]
+    assert orders_op(pagination=follow_link, response_filter=records).execute({}) == expected_orders()
 
 
 def test_pagination_that_repeats_a_request_is_stopped(cognito_iam_conn: DevStack) -> None:
     with pytest.raises(AirflowFailException, match="already made"):
-        orders_op(pagination=lambda response: {"query": {"next_token": None}}).execute({})  # type: ignore[arg-type]
+        orders_op(pagination=lambda response: {"query": {"next_token": None}}).execute({})
 
 
 # --- logs ----------------------------------------------------------------------------------------
@@ -521,7 +521,7 @@ def test_logs_name_requests_and_summary_but_no_secret(
     caplog.set_level(logging.INFO)
     key = "logs/orders.jsonl"
     op = orders_op(destination=f"s3://{cognito_iam_conn.bucket}/{key}", headers={"X-Api-Key": "hdr-secret-value"})
-    result = op.execute({})  # type: ignore[arg-type]
+    result = op.execute({})
 
     # The hook logs through stdlib logging, the operator through Airflow's structlog (to stderr/stdout).
     captured = capfd.readouterr()

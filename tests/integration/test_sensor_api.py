@@ -27,7 +27,7 @@ def job_done(response: requests.Response) -> bool:
 def start_job(**spec: Any) -> str:
     """POST /jobs through the operator, as a DAG's first task would."""
     op = CognitoIamApiOperator(task_id="start", endpoint="/jobs", method="POST", json=spec)
-    return str(op.execute({})["job_id"])  # type: ignore[arg-type]
+    return str(op.execute({})["job_id"])
 
 
 class FirstTryTaskInstance:
@@ -43,14 +43,14 @@ def test_sensor_waits_until_the_job_is_done(cognito_iam_conn: DevStack) -> None:
         task_id="wait", endpoint=f"/jobs/{job_id}", response_check=job_done, poke_interval=0.05, timeout=30
     )
 
-    sensor.execute({})  # type: ignore[arg-type]
+    sensor.execute({})
 
     assert cognito_iam_conn.stats()["api"]["routes"]["GET /jobs/{id}"] == {"200": 4}
 
 
 def test_sensor_default_check_is_any_2xx(cognito_iam_conn: DevStack) -> None:
     sensor = CognitoIamApiSensor(task_id="up", endpoint="/whoami", poke_interval=0.05, timeout=10)
-    assert sensor.poke({}) is True  # type: ignore[arg-type]
+    assert sensor.poke({}) is True
 
 
 def test_reschedule_mode_frees_the_slot_then_finishes(cognito_iam_conn: DevStack) -> None:
@@ -89,7 +89,7 @@ def test_credentials_are_refreshed_across_pokes(cognito_iam_conn: DevStack) -> N
     sensor = CognitoIamApiSensor(
         task_id="wait", endpoint=f"/jobs/{job_id}", response_check=expire_then_check, poke_interval=0.05, timeout=30
     )
-    sensor.execute({"task": sensor})  # type: ignore[arg-type]
+    sensor.execute({"task": sensor})
 
     routes = cognito_iam_conn.stats()["api"]["routes"]["GET /jobs/{id}"]
     assert routes["200"] == 3
@@ -102,7 +102,7 @@ def test_not_ready_404_keeps_poking_until_timeout(cognito_iam_conn: DevStack) ->
         task_id="wait", endpoint="/jobs/00000000-0000-0000-0000-000000000000", poke_interval=0.05, timeout=0.3
     )
     with pytest.raises(AirflowSensorTimeout):
-        sensor.execute({})  # type: ignore[arg-type]
+        sensor.execute({})
     # 404 meant "not yet" (no failure); the sensor ended by its timeout, not by the refusal.
     assert cognito_iam_conn.stats()["api"]["routes"]["GET /jobs/{id}"]["404"] >= 1
 
@@ -110,7 +110,7 @@ def test_not_ready_404_keeps_poking_until_timeout(cognito_iam_conn: DevStack) ->
 def test_refusal_fails_the_sensor_at_once_naming_the_role(cognito_iam_conn: DevStack) -> None:
     sensor = CognitoIamApiSensor(task_id="wait", endpoint="/admin/status", poke_interval=0.05, timeout=30)
     with pytest.raises(AirflowFailException, match=r"HTTP 403.*execute-api:Invoke"):
-        sensor.execute({})  # type: ignore[arg-type]
+        sensor.execute({})
     assert cognito_iam_conn.stats()["api"]["routes"]["GET /admin/*"] == {"403": 1}
 
 
@@ -120,7 +120,7 @@ def test_failed_job_fails_the_sensor(cognito_iam_conn: DevStack) -> None:
         task_id="wait", endpoint=f"/jobs/{job_id}", response_check=job_done, poke_interval=0.05, timeout=30
     )
     with pytest.raises(AirflowFailException, match="export job failed"):
-        sensor.execute({})  # type: ignore[arg-type]
+        sensor.execute({})
 
 
 def test_outage_counts_as_not_yet(cognito_iam_conn: DevStack) -> None:
@@ -134,7 +134,7 @@ def test_outage_counts_as_not_yet(cognito_iam_conn: DevStack) -> None:
         timeout=30,
         max_attempts=1,
     )
-    sensor.execute({})  # type: ignore[arg-type]
+    sensor.execute({})
     assert cognito_iam_conn.stats()["api"]["routes"]["GET /jobs/{id}"] == {"503": 2, "200": 1}
 
 

@@ -11,6 +11,7 @@ import pytest
 import requests
 import urllib3.exceptions
 from airflow.sdk import DAG, BaseOperator
+from airflow.sdk.definitions.xcom_arg import PlainXComArg
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_cognito_iam.operators.api import (
@@ -59,7 +60,9 @@ def test_template_fields_are_the_documented_ones_and_avoid_reserved_names() -> N
     # BaseOperator's own `params` (DAG params) and `output` (XComArg) must keep their meaning.
     assert dict(op.params) == {}
     assert op.query == {"a": 1}
-    assert op.output.operator is op
+    output = op.output
+    assert isinstance(output, PlainXComArg)
+    assert output.operator is op
 
 
 @pytest.mark.parametrize(
@@ -88,7 +91,7 @@ def test_bad_destination_fails_before_any_network_call() -> None:
     # No connection exists: reaching the hook would fail differently, so this proves the order.
     op = CognitoIamApiOperator(task_id="t", endpoint="/orders", destination="gs://bucket/key")
     with pytest.raises(AirflowFailException, match="unsupported scheme"):
-        op.execute({})  # type: ignore[arg-type]
+        op.execute({})
 
 
 def test_merge_request_merges_dicts_and_replaces_scalars() -> None:
