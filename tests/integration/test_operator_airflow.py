@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ DAG_FILE = """
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.sdk import DAG, AssetAlias
 
 from airflow_cognito_iam.operators.api import CognitoIamApiOperator
 from airflow_cognito_iam.sensors.api import CognitoIamApiSensor
@@ -55,6 +57,7 @@ with DAG(
         pagination=next_page,
         response_filter=lambda response: response.json()["records"],
         destination="s3://{{ params.bucket }}/tasks-test/dt={{ ds }}/orders.jsonl",
+        outlets=[AssetAlias("operator_tasks_test_orders")],
     )
     CognitoIamApiSensor(
         task_id="wait_job",
@@ -115,6 +118,23 @@ def test_airflow_tasks_test_pulls_the_logical_dates_orders_to_s3(
     assert "2024-01-03&" not in output
     for secret in (cognito_iam_conn.password, cognito_iam_conn.client_secret):
         assert secret not in output
+
+    # The AssetAlias outlet became a real asset event in Airflow's database, naming the object.
+    uri = f"s3://{cognito_iam_conn.bucket}/{key}"
+    db = airflow_home["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
+    with closing(sqlite3.connect(db)) as conn:
+        events = conn.execute(
+            "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+            "WHERE a.uri = ? AND e.source_task_id = 'pull_orders'",
+            (uri,),
+        ).fetchall()
+    assert len(events) == 1
+    assert json.loads(events[0][0]) == {
+        "uri": uri,
+        "bytes": len(body),
+        "records": len(orders_for("2024-01-03")),
+        "pages": -(-len(orders_for("2024-01-03")) // 30),  # limit=30 per page
+    }
 
 
 def test_airflow_tasks_test_runs_the_sensor_to_done(airflow_home: dict[str, str], cognito_iam_conn: DevStack) -> None:
