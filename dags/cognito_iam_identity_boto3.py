@@ -47,7 +47,8 @@ with DAG(
         newest: dict[str, Any] | None = None
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=params["prefix"]):
             for obj in page.get("Contents", []):
-                if newest is None or obj["LastModified"] > newest["LastModified"]:
+                # Ties (same second) go to the later key: dt=YYYY-MM-DD keys sort by date.
+                if newest is None or (obj["LastModified"], obj["Key"]) > (newest["LastModified"], newest["Key"]):
                     newest = obj
         if newest is None:
             return {"bucket": bucket, "prefix": params["prefix"], "key": None, "lines": []}

@@ -8,6 +8,7 @@ Airflow task runner, with nothing mocked.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -25,8 +26,13 @@ def test_daily_dag_writes_every_order_of_the_logical_date_once(
 ) -> None:
     stack = cognito_iam_conn
     ds = "2026-03-14"
-    env = {**airflow_env, **stack.env(), "AIRFLOW_VAR_COGNITO_IAM_BUCKET": stack.bucket}
-    env["AIRFLOW_COGNITO_IAM_CACHE_DIR"] = str(airflow_env["AIRFLOW_HOME"] + "/cognito-iam-cache")
+    env = {
+        **airflow_env,
+        **stack.env(),
+        "AIRFLOW_VAR_COGNITO_IAM_BUCKET": stack.bucket,
+        # The fixture's per-test cache: the run starts without cached credentials.
+        "AIRFLOW_COGNITO_IAM_CACHE_DIR": os.environ["AIRFLOW_COGNITO_IAM_CACHE_DIR"],
+    }
 
     result = airflow_cli(["dags", "test", DAG_ID, ds], env)
 
