@@ -53,7 +53,7 @@ with DAG(
         if newest is None:
             return {"bucket": bucket, "prefix": params["prefix"], "key": None, "lines": []}
         body = s3.get_object(Bucket=bucket, Key=newest["Key"])["Body"]
-        lines = []
+        lines: list[str] = []
         for line in body.iter_lines():
             if len(lines) >= params["lines"]:
                 break

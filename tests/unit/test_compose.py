@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # PyYAML ships without stubs
 
 from airflow_cognito_iam.auth.settings import CognitoSettings
 
@@ -39,7 +39,8 @@ def compose() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return compose["services"]
+    services: dict[str, dict[str, Any]] = compose["services"]
+    return services
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,8 @@ def _dependency(service: dict[str, Any], name: str) -> dict[str, Any]:
     depends = service.get("depends_on", {})
     assert isinstance(depends, dict), "depends_on must use conditions (long form)"
     assert name in depends, f"missing depends_on {name}"
-    return depends[name]
+    spec: dict[str, Any] = depends[name]
+    return spec
 
 
 def test_compose_has_the_official_airflow_3_topology(services: dict[str, dict[str, Any]]) -> None:
@@ -222,7 +224,7 @@ def test_published_devstack_connection_is_valid_from_another_container() -> None
     spec.loader.exec_module(module)
     publish_connection = module.publish_connection
 
-    conn = {
+    conn: dict[str, Any] = {
         "conn_type": "cognito_iam",
         "host": "http://0.0.0.0:8081",
         "login": "etl-bot",
