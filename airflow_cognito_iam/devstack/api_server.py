@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from airflow_cognito_iam.devstack.keepalive import SOCKET_KEY
 from airflow_cognito_iam.devstack.sigv4 import ApiGatewayError, IncomingRequest, verify_sigv4
 from airflow_cognito_iam.devstack.state import (
     FAULT_KINDS,
@@ -178,7 +179,8 @@ class ApiApp:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         raw_uri = environ.get("REQUEST_URI") or environ.get("RAW_URI") or environ.get("PATH_INFO", "/")
         raw_path, _, raw_query = raw_uri.partition("?")
-        path = environ.get("PATH_INFO", "/")
+        # WSGI hands the decoded path as latin-1 text; the URL's bytes are UTF-8.
+        path = str(environ.get("PATH_INFO", "/")).encode("latin-1").decode("utf-8", "replace")
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
         headers = {
             key[5:].replace("_", "-").lower(): str(value) for key, value in environ.items() if key.startswith("HTTP_")
@@ -269,7 +271,7 @@ class ApiApp:
         if fault.kind == "slow":
             time.sleep(min(max(fault.delay_seconds, 0.0), MAX_SLOW_SECONDS))
             return None
-        sock = environ.get("werkzeug.socket")
+        sock = environ.get(SOCKET_KEY) or environ.get("werkzeug.socket")
         if isinstance(sock, socket.socket):
             # Linger 0 turns the eventual close into a RST; shutdown ends the exchange with no response.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -145,7 +145,35 @@ class StrictCognitoLayer:
                 return [payload]
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        return self.app(environ, start_response)
+        return self._forward_scrubbed(environ, start_response, body)
+
+    def _forward_scrubbed(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], body: bytes
+    ) -> Iterable[bytes]:
+        """Let moto answer, but never echo a token, session or hash from the request in an error.
+
+        moto puts the offending value in some messages (e.g. an unknown session or access token);
+        Cognito does not, and clients log error messages.
+        """
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        chunks = self.app(environ, capture)
+        try:
+            payload = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        status = str(captured.get("status", "500 Internal Server Error"))
+        headers = [(k, v) for k, v in captured.get("headers", []) if k.lower() != "content-length"]
+        if not status.startswith(("2", "3")):
+            payload = _scrub(payload, body)
+        start_response(status, [*headers, ("Content-Length", str(len(payload)))])
+        return [payload]
 
     # -- moto lookups -----------------------------------------------------------------------------
 
@@ -401,6 +429,36 @@ class StrictCognitoLayer:
                 "Expiration": creds.expires_at,
             },
         }
+
+
+_SECRET_KEY = re.compile(r"(?i)token|session|secret|password|code|srp_a|signature")
+
+
+def _secret_like_values(value: Any, secret: bool = False) -> Iterable[str]:
+    """Strings of the request held under secret-sounding keys (tokens, sessions, hashes, codes)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _secret_like_values(item, secret or bool(_SECRET_KEY.search(str(key))))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _secret_like_values(item, secret)
+    elif secret and isinstance(value, str) and len(value) >= 6:
+        yield value
+
+
+def _scrub(payload: bytes, request_body: bytes) -> bytes:
+    try:
+        error = json.loads(payload)
+        params = json.loads(request_body or b"{}")
+    except ValueError:
+        return payload
+    if not isinstance(error, dict):
+        return payload
+    for key in ("message", "Message"):
+        message = error.get(key)
+        if isinstance(message, str) and any(v in message for v in _secret_like_values(params)):
+            error[key] = "Invalid token, session or secret hash."
+    return json.dumps(error).encode()
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:

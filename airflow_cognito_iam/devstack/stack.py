@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -11,9 +12,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from airflow_cognito_iam.devstack.api_server import ApiApp, ApiConfig
+from airflow_cognito_iam.devstack.keepalive import KeepAliveWSGIServer
 from airflow_cognito_iam.devstack.state import ApiFaults, CognitoFaults, CredentialRegistry, Stats
 
 ACCOUNT_ID = "123456789012"
@@ -21,18 +23,12 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_CREDENTIAL_LIFETIME = 3600.0
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No per-request access log: query strings of presigned S3 URLs carry credentials."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-
 class _ServerThread:
-    """A threaded werkzeug server on its own thread, stoppable from any thread."""
+    """A threaded server on its own thread, stoppable from any thread."""
 
-    def __init__(self, app: Any, host: str, port: int, handler: type[WSGIRequestHandler]) -> None:
-        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=handler)
+    def __init__(self, server: BaseWSGIServer | KeepAliveWSGIServer) -> None:
+        self.server = server
+        port = self.port
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"devstack-{port}", daemon=True
         )
@@ -100,7 +96,8 @@ class DevStack:
         self._stats = Stats()
         self._api_faults = ApiFaults()
         self._cognito_faults = CognitoFaults()
-        self._seed = _Seed()
+        # Bucket names are global in S3 (and in moto's process-wide state): one per region.
+        self._seed = _Seed(bucket="devstack-data" if region == DEFAULT_REGION else f"devstack-data-{region}")
         self._servers: list[_ServerThread] = []
         self.auth_role_arn = f"arn:aws:iam::{ACCOUNT_ID}:role/Cognito_DevstackAuth_Role"
         self.allowed_role_arns: set[str] = {self.auth_role_arn}
@@ -131,6 +128,8 @@ class DevStack:
         from airflow_cognito_iam.devstack.cognito_layer import StrictCognitoLayer
 
         class _QuietMotoHandler(MotoRequestHandler):
+            """No access log: query strings of presigned S3 URLs carry credentials."""
+
             def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
                 return None
 
@@ -145,9 +144,15 @@ class DevStack:
             default_role_arn=self.auth_role_arn,
         )
         try:
-            moto_server = _ServerThread(strict, self.host, self._requested_ports[0], _QuietMotoHandler)
+            moto_server = _ServerThread(
+                make_server(
+                    self.host, self._requested_ports[0], strict, threaded=True, request_handler=_QuietMotoHandler
+                )
+            )
             self._servers.append(moto_server)
-            raw_server = _ServerThread(moto_app, "127.0.0.1", 0, _QuietMotoHandler)
+            raw_server = _ServerThread(
+                make_server("127.0.0.1", 0, moto_app, threaded=True, request_handler=_QuietMotoHandler)
+            )
             self._servers.append(raw_server)
             for server in self._servers:
                 server.start()
@@ -166,7 +171,7 @@ class DevStack:
                 faults=self._api_faults,
                 stats_snapshot=self.stats,
             )
-            api_server = _ServerThread(api, self.host, self._requested_ports[1], _QuietHandler)
+            api_server = _ServerThread(KeepAliveWSGIServer((self.host, self._requested_ports[1]), api))
             self._servers.append(api_server)
             api_server.start()
             self.api_url = f"http://{self.advertised_host}:{api_server.port}"
@@ -273,10 +278,12 @@ class DevStack:
         )["IdentityPoolId"]
 
         s3 = self._admin_client("s3")
-        if self.region == "us-east-1":
-            s3.create_bucket(Bucket=seed.bucket)
-        else:
-            s3.create_bucket(Bucket=seed.bucket, CreateBucketConfiguration={"LocationConstraint": self.region})
+        # moto's state is per process: another stack here may have made the bucket already.
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+            if self.region == "us-east-1":
+                s3.create_bucket(Bucket=seed.bucket)
+            else:
+                s3.create_bucket(Bucket=seed.bucket, CreateBucketConfiguration={"LocationConstraint": self.region})
 
     # -- seeded values ----------------------------------------------------------------------------
 

@@ -150,3 +150,25 @@ def test_stats_endpoint_is_unsigned_and_matches_stats(stack: DevStack, aws_creds
     assert served["api"] == stack_stats["api"]
     assert served["api"]["routes"]["GET /orders"] == {"200": 1}
     assert served["api"]["routes"]["GET /whoami"] == {"403": 1}
+
+
+def test_api_keeps_connections_alive_like_api_gateway(stack: DevStack) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(stack.api_url)
+    conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+    try:
+        conn.request("GET", "/_stats")
+        first = conn.getresponse()
+        first.read()
+        sock = conn.sock
+        conn.request("GET", "/_stats")
+        second = conn.getresponse()
+        second.read()
+
+        assert first.status == second.status == 200
+        assert sock is not None
+        assert conn.sock is sock
+    finally:
+        conn.close()

@@ -392,3 +392,21 @@ def test_sign_up_without_secret_hash_is_accepted_by_moto_but_refused_by_the_stac
         idp.sign_up(ClientId=stack.client_id, Username=f"strict-{secrets.token_hex(4)}", Password=password)
 
     assert _error_code(refused) == "NotAuthorizedException"
+
+
+def test_errors_never_echo_the_session_sent_unlike_moto(stack: DevStack, idp: Any, raw_idp: Any) -> None:
+    bogus = "AYABeBogusSessionValue0123456789"
+    call = {
+        "ClientId": stack.public_client_id,
+        "ChallengeName": "NEW_PASSWORD_REQUIRED",
+        "Session": bogus,
+        "ChallengeResponses": {"USERNAME": stack.new_password_username, "NEW_PASSWORD": "N3w-password!"},
+    }
+    with pytest.raises(ClientError) as from_moto:
+        raw_idp.respond_to_auth_challenge(**call)
+    assert bogus in str(from_moto.value)
+
+    with pytest.raises(ClientError) as from_stack:
+        idp.respond_to_auth_challenge(**call)
+
+    assert bogus not in str(from_stack.value)
