@@ -395,10 +395,11 @@ class DevStack:
 
     def aws_conn_dict(self) -> dict[str, Any]:
         """An amazon-provider ``aws`` connection whose S3 calls go to the stack (dummy keys)."""
+        # Airflow masks the password everywhere in logs: it must not be a word of bucket or user names.
         return {
             "conn_type": "aws",
-            "login": "devstack",
-            "password": "devstack",
+            "login": "DEVSTACKDUMMYKEY0000",
+            "password": "devstack-dummy-secret-access-key",
             "extra": {"endpoint_url": self.moto_endpoint_url, "region_name": self.region},
         }
 
