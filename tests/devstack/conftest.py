@@ -24,7 +24,7 @@ NO_RETRY = Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1, 
 
 def unsigned_client(service: str, endpoint_url: str, region: str) -> Any:
     """A Cognito client as apps use it: unsigned public APIs, no retries so each refusal is visible."""
-    return boto3.client(service, region_name=region, endpoint_url=endpoint_url, config=NO_RETRY)
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url, config=NO_RETRY)  # type: ignore[call-overload]
 
 
 @pytest.fixture

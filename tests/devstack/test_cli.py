@@ -37,7 +37,12 @@ def _read_until(proc: subprocess.Popen[str], complete: Callable[[str], bool]) ->
     assert proc.stdout is not None
     stdout = proc.stdout
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     text = ""
     deadline = time.monotonic() + START_DEADLINE_SECONDS
     while not complete(text) and time.monotonic() < deadline:

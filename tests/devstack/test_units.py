@@ -85,9 +85,9 @@ def test_cognito_timestamp_has_an_unpadded_day_and_a_matching_weekday() -> None:
 
 
 def _incoming(request: AWSRequest, body: bytes) -> IncomingRequest:
-    path, _, query = request.url.split("://", 1)[1].partition("/")[2].partition("?")
+    path, _, query = str(request.url).split("://", 1)[1].partition("/")[2].partition("?")
     return IncomingRequest(
-        method=request.method,
+        method=str(request.method),
         host="api.example:8080",
         raw_path="/" + path,
         raw_query=query,
@@ -170,3 +170,14 @@ def test_export_lines_have_the_exact_size_without_building_it_at_once() -> None:
 
     assert sum(len(c) for c in chunks) == 3 * EXPORT_LINE_BYTES * 64 + EXPORT_LINE_BYTES
     assert max(len(c) for c in chunks) == 64 * EXPORT_LINE_BYTES
+
+
+def test_connection_for_a_non_loopback_advertised_host_allows_plain_http() -> None:
+    from airflow_cognito_iam.devstack.stack import DevStack
+
+    compose = DevStack(host="0.0.0.0", advertised_host="devstack")
+    local = DevStack()
+
+    assert compose.conn_extra()["allow_http"] is True
+    assert "allow_http" not in local.conn_extra()
+    assert compose.conn_extra(allow_http=None) == {k: v for k, v in compose.conn_extra().items() if k != "allow_http"}
