@@ -154,3 +154,21 @@ def test_botocore_signed_odd_paths_verify(stack: DevStack, aws_creds: dict[str, 
 
     assert response.status_code == 200, response.text
     assert response.json()["raw_path"] == path
+
+
+def test_reserved_characters_and_repeated_keys_in_the_query_verify(
+    stack: DevStack, aws_creds: dict[str, Any]
+) -> None:
+    query = "k=2&k=1&plus=a%2Bb&eq=x%3Dy&tilde=~t&u=%C3%A9&space=a%20b&empty="
+    botocore_signed = signed_request("GET", f"{stack.api_url}/echo/q?{query}", aws_creds, stack.region)
+    auth = AWS4Auth(
+        aws_creds["AccessKeyId"], aws_creds["SecretKey"], stack.region, "execute-api", session_token=aws_creds["SessionToken"]
+    )
+    params = {"k": ["2", "1"], "plus": "a+b", "eq": "x=y", "tilde": "~t", "u": "é", "space": "a b", "empty": ""}
+    aws4auth_signed = requests.get(f"{stack.api_url}/echo/q", params=params, auth=auth, timeout=10)
+
+    assert botocore_signed.status_code == 200, botocore_signed.text
+    assert aws4auth_signed.status_code == 200, aws4auth_signed.text
+    expected = [["k", "2"], ["k", "1"], ["plus", "a+b"], ["eq", "x=y"], ["tilde", "~t"], ["u", "é"], ["space", "a b"]]
+    assert botocore_signed.json()["query"][:-1] == expected
+    assert aws4auth_signed.json()["query"][:-1] == expected
