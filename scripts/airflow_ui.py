@@ -89,11 +89,20 @@ def get_token(base: str, password: str) -> str:
 def upsert(base: str, token: str, kind: str, key_field: str, body: dict[str, Any]) -> None:
     """Create or replace a connection/variable so the UI shows the current devstack's values."""
     key = body[key_field]
-    status, _ = api(base, "PATCH", f"/api/v2/{kind}/{key}", body, token)
-    if status == 404:
-        status, _ = api(base, "POST", f"/api/v2/{kind}", body, token)
+    status, answer = 0, None
+    # Right after start-up the scheduler and dag-processor also write to SQLite, which can answer
+    # "database is locked" (HTTP 500) for a moment; a few spaced tries ride that out.
+    for attempt in range(5):
+        if attempt:
+            time.sleep(2 * attempt)
+        status, answer = api(base, "PATCH", f"/api/v2/{kind}/{key}", body, token)
+        if status == 404:
+            status, answer = api(base, "POST", f"/api/v2/{kind}", body, token)
+        if status < 500:
+            break
     if status not in (200, 201):
-        raise StackError(f"could not store {kind[:-1]} {key!r} (HTTP {status})")
+        detail = answer.get("detail") if isinstance(answer, dict) else answer
+        raise StackError(f"could not store {kind[:-1]} {key!r} (HTTP {status}): {str(detail)[:300]}")
 
 
 def connection_body(conn_id: str, conn: dict[str, Any]) -> dict[str, Any]:
