@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from airflow_cognito_iam.devstack.keepalive import SOCKET_KEY
@@ -153,6 +153,71 @@ def _error_response(error: ApiGatewayError) -> _Response:
     return _Response(error.status, {"message": error.message}, [("x-amzn-ErrorType", error.error_type)])
 
 
+class StackControl(Protocol):
+    """The knobs of a running stack, offered over HTTP for tests that run it out of process."""
+
+    def set_faults(
+        self,
+        kind: str,
+        *,
+        rate: float = ...,
+        count: int | None = ...,
+        retry_after: float = ...,
+        delay_seconds: float = ...,
+        path_prefix: str | None = ...,
+    ) -> None: ...
+    def clear_faults(self) -> None: ...
+    def set_cognito_faults(
+        self,
+        *,
+        count: int | None = ...,
+        rate: float = ...,
+        actions: Iterable[str] | None = ...,
+        error: str = ...,
+        status: int = ...,
+    ) -> None: ...
+    def clear_cognito_faults(self) -> None: ...
+    def set_credential_lifetime(self, seconds: float) -> None: ...
+    def expire_credentials(self) -> None: ...
+    def reset(self) -> None: ...
+
+
+_FAULT_FIELDS = {"kind", "rate", "count", "retry_after", "delay_seconds", "path_prefix"}
+_COGNITO_FAULT_FIELDS = {"count", "rate", "actions", "error", "status"}
+
+
+def _control(control: StackControl, method: str, path: str, body: bytes) -> _Response:
+    """Unsigned control routes (``/_control/...``), mirroring DevStack's methods."""
+    spec = json.loads(body) if body else {}
+    if not isinstance(spec, dict):
+        raise ValueError("body must be a JSON object")
+    route = (method, path)
+    if route == ("POST", "/_control/faults"):
+        unknown = set(spec) - _FAULT_FIELDS
+        if unknown or "kind" not in spec:
+            raise ValueError(f"faults need 'kind' and only {sorted(_FAULT_FIELDS)}; got {sorted(spec)}")
+        kind = spec.pop("kind")
+        control.set_faults(str(kind), **spec)
+    elif route == ("DELETE", "/_control/faults"):
+        control.clear_faults()
+    elif route == ("POST", "/_control/cognito-faults"):
+        unknown = set(spec) - _COGNITO_FAULT_FIELDS
+        if unknown:
+            raise ValueError(f"cognito faults take only {sorted(_COGNITO_FAULT_FIELDS)}; got {sorted(unknown)}")
+        control.set_cognito_faults(**spec)
+    elif route == ("DELETE", "/_control/cognito-faults"):
+        control.clear_cognito_faults()
+    elif route == ("POST", "/_control/credential-lifetime"):
+        control.set_credential_lifetime(float(spec["seconds"]))
+    elif route == ("POST", "/_control/expire-credentials"):
+        control.expire_credentials()
+    elif route == ("POST", "/_control/reset"):
+        control.reset()
+    else:
+        raise ApiGatewayError(404, "NotFoundException", "Not Found")
+    return _Response(200, {"ok": True})
+
+
 class ApiApp:
     """The WSGI app of the IAM-protected API."""
 
@@ -164,6 +229,7 @@ class ApiApp:
         stats: Stats,
         faults: ApiFaults,
         stats_snapshot: Callable[[], dict[str, Any]],
+        control: StackControl | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -171,6 +237,7 @@ class ApiApp:
         self.stats = stats
         self.faults = faults
         self._stats_snapshot = stats_snapshot
+        self._control = control
         self._clock = clock
         self._jobs: dict[str, _Job] = {}
         self._jobs_lock = threading.Lock()
@@ -193,19 +260,27 @@ class ApiApp:
 
         if path == "/_stats" and method == "GET":
             return self._send(start_response, _Response(200, self._stats_snapshot()))
+        if path.startswith("/_control/") and self._control is not None:
+            try:
+                answer = _control(self._control, method, path, body)
+            except (ValueError, TypeError, KeyError) as exc:
+                answer = _error_response(ApiGatewayError(400, "BadRequestException", f"bad control request: {exc}"))
+            except ApiGatewayError as error:
+                answer = _error_response(error)
+            return self._send(start_response, answer)
 
         route = self._route_key(method, path)
         fault = self._fault_for(path, query, headers)
         if fault is not None:
-            response = self._apply_fault(fault, environ)
-            if response is None and fault.kind == "reset":
+            faulted = self._apply_fault(fault, environ)
+            if faulted is None and fault.kind == "reset":
                 self.stats.api_call(route, 0)
-                # Writing to the shut-down socket fails quietly in werkzeug as a dropped connection.
+                # Writing to the shut-down socket fails quietly, as a dropped connection.
                 start_response("500 Internal Server Error", [("Content-Length", "0")])
                 return [b""]
-            if response is not None:
-                self.stats.api_call(route, response.status)
-                return self._send(start_response, response)
+            if faulted is not None:
+                self.stats.api_call(route, faulted.status)
+                return self._send(start_response, faulted)
         try:
             response = self._handle(method, path, raw_path, raw_query, query, headers, body)
         except ApiGatewayError as error:

@@ -170,6 +170,7 @@ class DevStack:
                 stats=self._stats,
                 faults=self._api_faults,
                 stats_snapshot=self.stats,
+                control=self,
             )
             api_server = _ServerThread(KeepAliveWSGIServer((self.host, self._requested_ports[1]), api))
             self._servers.append(api_server)

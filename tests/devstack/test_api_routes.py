@@ -172,3 +172,26 @@ def test_api_keeps_connections_alive_like_api_gateway(stack: DevStack) -> None:
         assert conn.sock is sock
     finally:
         conn.close()
+
+
+def test_control_routes_drive_faults_and_credentials_over_http(stack: DevStack, aws_creds: dict[str, Any]) -> None:
+    """For a stack started with the CLI, where tests cannot call DevStack methods."""
+    control = f"{stack.api_url}/_control"
+    assert requests.post(f"{control}/faults", json={"kind": "503", "count": 1}, timeout=10).status_code == 200
+    assert _get(stack, aws_creds, "/whoami").status_code == 503
+    assert _get(stack, aws_creds, "/whoami").status_code == 200
+
+    requests.post(f"{control}/expire-credentials", timeout=10)
+    assert (
+        _get(stack, aws_creds, "/whoami").json()["message"] == "The security token included in the request is expired"
+    )
+
+    requests.post(f"{control}/cognito-faults", json={"count": 1, "actions": ["GetId"]}, timeout=10)
+    requests.post(f"{control}/credential-lifetime", json={"seconds": 30}, timeout=10)
+    assert stack.registry.lifetime_seconds == 30
+    bad = requests.post(f"{control}/faults", json={"kind": "503", "colour": "red"}, timeout=10)
+    assert bad.status_code == 400
+
+    assert requests.post(f"{control}/reset", timeout=10).status_code == 200
+    assert stack.registry.lifetime_seconds == 3600
+    assert stack.stats()["api"]["requests"] == 0

@@ -156,13 +156,15 @@ def test_botocore_signed_odd_paths_verify(stack: DevStack, aws_creds: dict[str, 
     assert response.json()["raw_path"] == path
 
 
-def test_reserved_characters_and_repeated_keys_in_the_query_verify(
-    stack: DevStack, aws_creds: dict[str, Any]
-) -> None:
+def test_reserved_characters_and_repeated_keys_in_the_query_verify(stack: DevStack, aws_creds: dict[str, Any]) -> None:
     query = "k=2&k=1&plus=a%2Bb&eq=x%3Dy&tilde=~t&u=%C3%A9&space=a%20b&empty="
     botocore_signed = signed_request("GET", f"{stack.api_url}/echo/q?{query}", aws_creds, stack.region)
     auth = AWS4Auth(
-        aws_creds["AccessKeyId"], aws_creds["SecretKey"], stack.region, "execute-api", session_token=aws_creds["SessionToken"]
+        aws_creds["AccessKeyId"],
+        aws_creds["SecretKey"],
+        stack.region,
+        "execute-api",
+        session_token=aws_creds["SessionToken"],
     )
     params = {"k": ["2", "1"], "plus": "a+b", "eq": "x=y", "tilde": "~t", "u": "é", "space": "a b", "empty": ""}
     aws4auth_signed = requests.get(f"{stack.api_url}/echo/q", params=params, auth=auth, timeout=10)
