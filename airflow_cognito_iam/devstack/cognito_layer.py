@@ -116,7 +116,8 @@ class StrictCognitoLayer:
         fault = self.faults.pick(action)
         if fault is not None:
             self.stats.cognito_rejected(action)
-            return _error(start_response, CognitoError(fault[0], "Rate exceeded", fault[1]))
+            message = "Rate exceeded" if fault[0] == "TooManyRequestsException" else f"{fault[0]} (injected fault)"
+            return _error(start_response, CognitoError(fault[0], message, fault[1]))
         handler = self._handlers.get(target)
         if handler is not None:
             try:

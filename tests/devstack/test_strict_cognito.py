@@ -410,3 +410,19 @@ def test_errors_never_echo_the_session_sent_unlike_moto(stack: DevStack, idp: An
         idp.respond_to_auth_challenge(**call)
 
     assert bogus not in str(from_stack.value)
+
+
+def test_custom_role_arn_must_be_a_role_of_the_pool(stack: DevStack, idp: Any, identity: Any) -> None:
+    logins = {stack.provider_name: srp_sign_in(stack, idp)["IdToken"]}
+    identity_id = identity.get_id(IdentityPoolId=stack.identity_pool_id, Logins=logins)["IdentityId"]
+    granted = identity.get_credentials_for_identity(
+        IdentityId=identity_id, Logins=logins, CustomRoleArn=stack.auth_role_arn
+    )["Credentials"]
+
+    with pytest.raises(ClientError) as refused:
+        identity.get_credentials_for_identity(
+            IdentityId=identity_id, Logins=logins, CustomRoleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/SomethingElse"
+        )
+
+    assert stack.registry.get(granted["AccessKeyId"]) is not None
+    assert _error_code(refused) == "InvalidParameterException"
