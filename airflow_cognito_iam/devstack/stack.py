@@ -104,6 +104,7 @@ class DevStack:
         self.api_url = ""
         self.moto_endpoint_url = ""
         self.raw_moto_endpoint_url = ""
+        self._token_lifetime: int | None = None
         self.started = False
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -457,6 +458,42 @@ class DevStack:
     def reset_credential_lifetime(self) -> None:
         self.registry.set_lifetime(self._default_lifetime)
 
+    def set_token_lifetime(self, seconds: int) -> None:
+        """Lifetime of ID and access tokens issued from now on (Cognito's default and ours: 3600 s).
+
+        moto hard-codes one hour; the seeded pool's token factory is wrapped so refresh paths can be
+        exercised with genuinely short-lived tokens.
+        """
+        if seconds <= 0:
+            raise ValueError("token lifetime must be positive seconds")
+        from moto.cognitoidp.models import cognitoidp_backends
+
+        pool = cognitoidp_backends[ACCOUNT_ID][self.region].user_pools[self.user_pool_id]
+        original = type(pool).create_jwt
+
+        def create_jwt(
+            client_id: str,
+            username: str,
+            token_use: str,
+            expires_in: int = 3600,
+            extra_data: dict[str, Any] | None = None,
+        ) -> tuple[str, int]:
+            result: tuple[str, int] = original(pool, client_id, username, token_use, int(seconds), extra_data)
+            return result
+
+        pool.create_jwt = create_jwt  # type: ignore[method-assign]
+        self._token_lifetime = int(seconds)
+
+    def reset_token_lifetime(self) -> None:
+        """Back to moto's (and Cognito's default) one-hour tokens."""
+        if self._token_lifetime is None or not self.user_pool_id:
+            return
+        from moto.cognitoidp.models import cognitoidp_backends
+
+        pool = cognitoidp_backends[ACCOUNT_ID][self.region].user_pools[self.user_pool_id]
+        vars(pool).pop("create_jwt", None)
+        self._token_lifetime = None
+
     def expire_credentials(self) -> None:
         """Expire every AWS credential issued so far, so the next signed call gets ExpiredTokenException."""
         self.registry.expire_all()
@@ -498,10 +535,11 @@ class DevStack:
         self._cognito_faults.clear()
 
     def reset(self) -> None:
-        """Back to defaults between tests: no faults, default lifetime, zeroed counters."""
+        """Back to defaults between tests: no faults, default lifetimes, zeroed counters."""
         self.clear_faults()
         self.clear_cognito_faults()
         self.reset_credential_lifetime()
+        self.reset_token_lifetime()
         self.reset_stats()
 
     def client(self, service: str, **kwargs: Any) -> Any:

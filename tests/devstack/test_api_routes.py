@@ -189,6 +189,7 @@ def test_control_routes_drive_faults_and_credentials_over_http(stack: DevStack, 
     requests.post(f"{control}/cognito-faults", json={"count": 1, "actions": ["GetId"]}, timeout=10)
     requests.post(f"{control}/credential-lifetime", json={"seconds": 30}, timeout=10)
     assert stack.registry.lifetime_seconds == 30
+    assert requests.post(f"{control}/token-lifetime", json={"seconds": 60}, timeout=10).status_code == 200
     bad = requests.post(f"{control}/faults", json={"kind": "503", "colour": "red"}, timeout=10)
     assert bad.status_code == 400
 

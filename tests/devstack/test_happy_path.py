@@ -93,3 +93,17 @@ def test_conn_dict_overrides_go_to_the_right_place(stack: DevStack) -> None:
     assert conn["login"] == stack.mfa_username
     assert conn["extra"]["totp_secret"] == stack.totp_secret
     assert "client_secret" not in conn["extra"]
+
+
+def test_token_lifetime_is_configurable_and_reset(stack: DevStack, idp: Any) -> None:
+    import jwt
+
+    stack.set_token_lifetime(120)
+    short = srp_sign_in(stack, idp)
+    stack.reset_token_lifetime()
+    default = srp_sign_in(stack, idp)
+
+    claims = jwt.decode(short["IdToken"], options={"verify_signature": False})
+    assert short["ExpiresIn"] == 120
+    assert claims["exp"] - claims["iat"] == 120
+    assert default["ExpiresIn"] == 3600
