@@ -159,3 +159,23 @@ def test_devstack_imports_no_airflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, env=env)
 
     assert out.stdout.strip() == "False"
+
+
+def test_up_on_a_busy_port_fails_clearly_without_hanging() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "airflow_cognito_iam.devstack", "up", "--port-api", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert done.returncode == 1
+    assert "cannot start" in done.stderr
+    assert done.stdout == ""
