@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint unit clean
+.PHONY: install test lint unit demo airflow bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check airflow_cognito_iam tests dags benchmarks
+	$(BIN)/ruff check airflow_cognito_iam tests dags benchmarks scripts
 	$(BIN)/mypy
 
 test: lint
@@ -23,6 +23,20 @@ test: lint
 
 unit: install
 	$(BIN)/pytest tests/unit
+
+# Start the offline stack, run the daily example DAG with `airflow dags test`, print where the data went.
+demo: install
+	$(BIN)/python scripts/demo.py
+
+# The same stack plus `airflow standalone`: open the UI, press Test on the connection, start a backfill.
+airflow: install
+	$(BIN)/python scripts/airflow_ui.py
+
+# Side-by-side ratios against the devstack (no timed tests anywhere).
+bench: install
+	$(BIN)/python benchmarks/bench_signing.py
+	$(BIN)/python benchmarks/bench_cache.py
+	$(BIN)/python benchmarks/bench_stream_s3.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

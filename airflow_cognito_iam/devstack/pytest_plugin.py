@@ -29,14 +29,18 @@ def cognito_devstack() -> Iterator[DevStack]:
 
 @pytest.fixture
 def cognito_iam_conn(cognito_devstack: DevStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[DevStack]:
-    """The stack, reset (faults, credential lifetime, counters), with Airflow connections set in env.
+    """The stack, reset (faults, lifetimes, counters, in-process credential cache), connections in env.
 
     Sets ``AIRFLOW_CONN_COGNITO_IAM_DEFAULT`` and ``AIRFLOW_CONN_AWS_DEFAULT`` and gives the test its
     own shared-credential cache directory, so cached credentials never leak between tests.
     """
+    from airflow_cognito_iam.auth.cache import clear_memory_cache
+
     cognito_devstack.reset()
+    clear_memory_cache()
     for name, value in cognito_devstack.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AIRFLOW_COGNITO_IAM_CACHE_DIR", str(tmp_path / "cognito-iam-cache"))
     yield cognito_devstack
     cognito_devstack.reset()
+    clear_memory_cache()

@@ -105,7 +105,16 @@ class CognitoIamApiOperator(BaseOperator):
     :param allowed_hosts: extra hosts signed requests may go to (e.g. a pagination link's host).
     """
 
-    template_fields: Sequence[str] = ("endpoint", "query", "json", "data", "headers", "destination")
+    template_fields: Sequence[str] = (
+        "cognito_iam_conn_id",
+        "aws_conn_id",
+        "endpoint",
+        "query",
+        "json",
+        "data",
+        "headers",
+        "destination",
+    )
     template_fields_renderers = {"query": "json", "json": "json", "headers": "json", "data": "py"}
     ui_color = "#ff9900"
 

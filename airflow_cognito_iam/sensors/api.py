@@ -47,7 +47,7 @@ class CognitoIamApiSensor(BaseSensorOperator):
     :param allowed_hosts: extra hosts signed requests may go to.
     """
 
-    template_fields: Sequence[str] = ("endpoint", "query", "headers")
+    template_fields: Sequence[str] = ("cognito_iam_conn_id", "endpoint", "query", "headers")
     template_fields_renderers = {"query": "json", "headers": "json"}
 
     def __init__(

@@ -40,6 +40,8 @@ def test_templated_fields_render_with_logical_date_and_params() -> None:
     with DAG("orders", schedule="@daily", start_date=dt.datetime(2024, 1, 1), params={"region": "emea"}) as dag:
         op = CognitoIamApiOperator(
             task_id="pull",
+            cognito_iam_conn_id="orders_api_{{ params.region }}",
+            aws_conn_id="aws_{{ params.region }}",
             endpoint="/orders/{{ params.region }}",
             query={"date": "{{ ds }}", "limit": 50},
             headers={"X-Run": "{{ ds_nodash }}"},
@@ -48,6 +50,7 @@ def test_templated_fields_render_with_logical_date_and_params() -> None:
         )
     _render(op, dag, dt.datetime(2024, 3, 5, tzinfo=dt.UTC))
     assert op.endpoint == "/orders/emea"
+    assert (op.cognito_iam_conn_id, op.aws_conn_id) == ("orders_api_emea", "aws_emea")
     assert op.query == {"date": "2024-03-05", "limit": 50}
     assert op.headers == {"X-Run": "20240305"}
     assert op.json == {"since": "2024-03-05"}
@@ -55,7 +58,16 @@ def test_templated_fields_render_with_logical_date_and_params() -> None:
 
 
 def test_template_fields_are_the_documented_ones_and_avoid_reserved_names() -> None:
-    assert set(CognitoIamApiOperator.template_fields) == {"endpoint", "query", "json", "data", "headers", "destination"}
+    assert set(CognitoIamApiOperator.template_fields) == {
+        "cognito_iam_conn_id",
+        "aws_conn_id",
+        "endpoint",
+        "query",
+        "json",
+        "data",
+        "headers",
+        "destination",
+    }
     op = CognitoIamApiOperator(task_id="t", endpoint="/x", query={"a": 1})
     # BaseOperator's own `params` (DAG params) and `output` (XComArg) must keep their meaning.
     assert dict(op.params) == {}
