@@ -89,13 +89,12 @@ class IdentityPoolExchanger:
         if self._client is None:
             self._client = build_cognito_client("cognito-identity", self.settings)
         try:
-            for attempt in self._policy.retrying(is_transient_cognito, what=what):
-                with attempt:
-                    response: dict[str, Any] = getattr(self._client, operation)(**kwargs)
-                    return response
+            response: dict[str, Any] = self._policy.retrying(is_transient_cognito, what=what)(
+                getattr(self._client, operation), **kwargs
+            )
         except ClientError as exc:
             raise self._map_error(exc, operation, id_token) from None
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+        return response
 
     def _map_error(self, exc: ClientError, operation: str, id_token: str) -> CognitoIamError:
         s = self.settings

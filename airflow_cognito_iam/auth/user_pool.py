@@ -390,13 +390,12 @@ class UserPoolAuthenticator:
     def _call(self, operation: str, flow: str, **kwargs: Any) -> dict[str, Any]:
         what = f"Cognito {operation} for {self._who(flow)}"
         try:
-            for attempt in self._policy.retrying(is_transient_cognito, what=what):
-                with attempt:
-                    response: dict[str, Any] = getattr(self._client, operation)(**kwargs)
-                    return response
+            response: dict[str, Any] = self._policy.retrying(is_transient_cognito, what=what)(
+                getattr(self._client, operation), **kwargs
+            )
         except ClientError as exc:
             raise self._map_error(exc, flow, kwargs) from None
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+        return response
 
     def _map_error(self, exc: ClientError, flow: str, request: dict[str, Any]) -> CognitoIamError:
         s = self.settings
