@@ -76,10 +76,12 @@ class _TotpRejectedError(AuthenticationError):
 
 
 class _RedactCognitoBodies(logging.Filter):
-    """Blanks botocore DEBUG records that carry Cognito request or response bodies.
+    """Blanks botocore DEBUG records that carry Cognito bodies or a session token.
 
     botocore logs every request's parameters and every response body at DEBUG; for Cognito that is
     the password, refresh token, ID token and AWS secret key, and Airflow's DEBUG level turns it on.
+    Clients of ``CognitoIamHook.get_boto3_session()`` sign with the identity's session token, which
+    botocore logs in the canonical request and in the sent headers.
     """
 
     MARKERS = (
@@ -95,6 +97,8 @@ class _RedactCognitoBodies(logging.Filter):
         "SessionToken",
         "SecretKey",
         "Session",
+        "X-Amz-Security-Token",
+        "x-amz-security-token",
     )
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -110,8 +114,9 @@ class _RedactCognitoBodies(logging.Filter):
 _REDACTOR = _RedactCognitoBodies()
 
 
-def _redact_botocore_debug_bodies() -> None:
-    for name in ("botocore.endpoint", "botocore.parsers"):
+def redact_botocore_debug_logs() -> None:
+    """Install the filter on the botocore loggers that print bodies, headers and canonical requests."""
+    for name in ("botocore.endpoint", "botocore.parsers", "botocore.auth"):
         logger = logging.getLogger(name)
         if _REDACTOR not in logger.filters:
             logger.addFilter(_REDACTOR)
@@ -137,7 +142,7 @@ def build_cognito_client(service: CognitoService, settings: CognitoSettings, *, 
         read_timeout=settings.timeout,
         user_agent_extra=f"airflow-cognito-iam/{__version__}",
     )
-    _redact_botocore_debug_bodies()
+    redact_botocore_debug_logs()
     # A private session: boto3's default session is not thread-safe and may hold a user's profile.
     session = boto3.session.Session()
     return session.client(service, region_name=region, endpoint_url=endpoint, verify=settings.verify, config=config)

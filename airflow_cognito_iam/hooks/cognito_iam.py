@@ -41,6 +41,7 @@ from airflow_cognito_iam.auth.retry import (
 )
 from airflow_cognito_iam.auth.settings import CognitoSettings
 from airflow_cognito_iam.auth.signing import BearerTokenAuth, CognitoSigV4Auth, canonical_netloc, host_allowed
+from airflow_cognito_iam.auth.user_pool import redact_botocore_debug_logs
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,9 @@ class CognitoIamHook(BaseHook):
 
     def get_boto3_session(self, region_name: str | None = None) -> boto3.session.Session:
         """A boto3 Session acting as the Cognito identity; its credentials refresh themselves."""
+        # botocore's DEBUG lines would print the session token (even with cached credentials,
+        # when no Cognito client, which installs the same filter, was built in this process).
+        redact_botocore_debug_logs()
         core = botocore.session.Session()
         resolver = core.get_component("credential_provider")
         resolver.insert_before("env", _StaticProvider(self.provider.get_refreshable_credentials()))

@@ -256,6 +256,21 @@ def test_boto3_session_acts_as_the_cognito_identity(stack):
     assert session.region_name == hook.settings.signing_region
 
 
+def test_boto3_session_calls_at_debug_level_do_not_log_the_session_token(stack, caplog):
+    # botocore.auth logs the canonical request and botocore.endpoint the sent headers at DEBUG,
+    # both with X-Amz-Security-Token; a task reusing cached credentials built no Cognito client.
+    CognitoIamHook().get_credentials()  # warm the cache as an earlier task would
+    hook = CognitoIamHook()
+    caplog.set_level(logging.DEBUG)
+    s3 = hook.get_boto3_session().client("s3", endpoint_url=stack.moto_endpoint_url)
+    listed = s3.list_objects_v2(Bucket=stack.bucket)
+    creds = hook.get_credentials()
+    assert listed["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert any(r.name == "botocore.auth" for r in caplog.records)  # botocore did log the signing
+    assert creds.token not in caplog.text
+    assert creds.secret_key not in caplog.text
+
+
 def test_no_secret_reaches_logs_or_exception_text(stack, monkeypatch, caplog):
     # Everything at INFO (what a task logs by default) and our own loggers at DEBUG. botocore's own
     # DEBUG dumps raw responses; that is what mask_secret on every received token is for.
