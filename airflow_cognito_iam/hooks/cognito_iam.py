@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -247,7 +247,8 @@ class CognitoIamHook(BaseHook):
         session = self.get_session(mode)
         requests_kwargs.setdefault("timeout", self.settings.timeout)
         policy = retry_policy or self.retry_policy
-        classifier = is_transient_api if method in _IDEMPOTENT or retry_non_idempotent else _safe_to_repeat
+        repeatable = is_transient_api if method in _IDEMPOTENT or retry_non_idempotent else _safe_to_repeat
+        classifier = _not_from_cognito(repeatable)
         where = _loggable(url)
         state = {"attempt": 0, "refreshed": False}
 
@@ -270,7 +271,7 @@ class CognitoIamHook(BaseHook):
             response: requests.Response = policy.retrying(classifier, what=f"{method} {where}")(attempt)
         except requests.RequestException as exc:
             # Only reached when the classifier declined to repeat (e.g. a POST that may have landed).
-            hint = "" if classifier is is_transient_api else "; not repeated (pass retry_non_idempotent=True if safe)"
+            hint = "" if repeatable is is_transient_api else "; not repeated (pass retry_non_idempotent=True if safe)"
             raise TransientError(f"{method} {where} failed: {describe_exception(exc)}{hint}",
                                  retry_after=retry_after_of(exc)) from exc
         if check_response and response.status_code >= 400:
@@ -352,6 +353,19 @@ class CognitoIamHook(BaseHook):
             return False, str(exc)
         except Exception as exc:
             return False, describe_exception(exc)
+
+
+def _not_from_cognito(classifier: Callable[[BaseException], bool]) -> Callable[[BaseException], bool]:
+    """``classifier``, except for our own errors raised while getting credentials or tokens.
+
+    Those come from the sign-in/exchange layer, which already spent its own retry budget;
+    repeating the request on top would multiply calls to a throttled Cognito.
+    """
+
+    def classify(exc: BaseException) -> bool:
+        return not isinstance(exc, CognitoIamError) and classifier(exc)
+
+    return classify
 
 
 def _safe_to_repeat(exc: BaseException) -> bool:

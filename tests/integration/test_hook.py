@@ -317,3 +317,14 @@ def test_forced_token_refresh_uses_the_refresh_token_not_a_sign_in(stack):
     hook.provider.force_refresh_tokens()  # what request() does when an authorizer says 401 expired
     assert cognito_calls(stack) == {"InitiateAuth": 1}  # REFRESH_TOKEN_AUTH: no SRP challenge round
     assert hook.request("GET", "/bearer/whoami", mode="id_token").json()["username"] == stack.username
+
+
+def test_cognito_throttling_during_a_request_is_not_retried_again_by_the_api_policy(stack, monkeypatch):
+    # Bearer mode fetches tokens inside the request. The sign-in has its own retry budget
+    # (max_attempts=2 here); repeating the whole request on top would multiply Cognito calls.
+    set_conn(monkeypatch, stack, max_attempts=2, max_retry_seconds=5)
+    stack.set_cognito_faults(count=None, actions=["InitiateAuth"])
+    hook = CognitoIamHook(retry_policy=FAST)
+    with pytest.raises(TransientError, match="InitiateAuth"):
+        hook.request("GET", "/whoami", mode="id_token")
+    assert cognito_calls(stack) == {"InitiateAuth": 2}
