@@ -87,15 +87,27 @@ def canonicalize_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, _encode_path(parts.path), _encode_query(parts.query), ""))
 
 
+def _host_and_port(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url)
+    return (parts.hostname or "").lower(), parts.port
+
+
 def host_allowed(url: str, allowed_hosts: Iterable[str]) -> bool:
-    """True when the URL's ``host[:port]`` (or its bare host, if listed without a port) is allowed."""
-    netloc = canonical_netloc(url)
-    host = (urlsplit(url).hostname or "").lower()
+    """True when the URL's ``host[:port]`` (or its bare host, if listed without a port) is allowed.
+
+    Ports compare as numbers with the scheme's default filled in, so ``api.example.com:443`` (as a
+    connection host may spell it) allows ``https://api.example.com/...``.
+    """
+    parts = urlsplit(url)
+    host, port = _host_and_port(url)
+    port = port or _DEFAULT_PORTS.get(parts.scheme.lower())
     for entry in allowed_hosts:
-        entry = entry.strip().lower()
-        if "://" in entry:
-            entry = canonical_netloc(entry)
-        if entry in (netloc, host):
+        entry = entry.strip()
+        try:
+            allowed_host, allowed_port = _host_and_port(entry if "://" in entry else f"//{entry}")
+        except ValueError:  # not a valid port: allows nothing
+            continue
+        if allowed_host == host and allowed_port in (None, port):
             return True
     return False
 

@@ -143,6 +143,17 @@ def test_host_allowed_matches_host_with_or_without_port():
     assert not host_allowed("http://127.0.0.1:8081/x", ["127.0.0.1:8080"])
 
 
+def test_host_allowed_treats_an_explicit_default_port_as_the_same_host():
+    # A connection host typed as https://abc.execute-api...:443/prod must not refuse its own requests.
+    assert host_allowed("https://abc.example.com/prod/x", ["abc.example.com:443"])
+    assert host_allowed("https://abc.example.com:443/prod/x", ["abc.example.com"])
+    assert host_allowed("https://ABC.example.com/x", ["abc.EXAMPLE.com:443"])
+    assert not host_allowed("https://abc.example.com:8443/x", ["abc.example.com:443"])
+    assert not host_allowed("http://abc.example.com/x", ["abc.example.com:443"])
+    assert not host_allowed("https://abc.example.com/x", ["abc.example.com:notaport"])
+    assert host_allowed("http://[::1]:8080/x", ["[::1]:8080"])
+
+
 def test_canonicalize_url_encodes_space_as_percent_20_and_plus_as_2b():
     assert canonicalize_url("http://h/a b/c+d?x=a+b&y=a%2Bb&z") == "http://h/a%20b/c%2Bd?x=a%20b&y=a%2Bb&z"
 
