@@ -282,11 +282,9 @@ def test_no_secret_reaches_logs_or_exception_text(stack, monkeypatch, caplog):
     hook.request("GET", "/whoami")
     stack.expire_credentials()
     hook.request("GET", "/whoami")
-    errors = []
-    try:
+    with pytest.raises(ApiRefusalError) as refused:
         hook.request("GET", "/admin/x")
-    except ApiRefusalError as exc:
-        errors.append(str(exc))
+    errors = [str(refused.value)]
     set_conn(monkeypatch, stack, "cognito_iam_wrong", password="Wrong-Passw0rd-123!")
     errors.append(CognitoIamHook("cognito_iam_wrong").test_connection()[1])
     tokens, creds = hook.get_tokens(), hook.get_credentials()
