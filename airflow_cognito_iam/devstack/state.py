@@ -13,7 +13,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 FaultKind = Literal["503", "429", "reset", "slow"]
 FAULT_KINDS: tuple[str, ...] = ("503", "429", "reset", "slow")
@@ -149,10 +149,58 @@ class Stats:
 
 
 @dataclass
-class _FaultRule:
-    kind: str
+class _Rule:
+    """A fault rule: fires with ``rate``, only ``remaining`` more times unless that is None."""
+
     rate: float
     remaining: int | None
+
+
+R = TypeVar("R", bound=_Rule)
+
+
+class _Rules(Generic[R]):
+    """Fault rules shared by request threads: the first matching rule that fires wins."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[R] = []
+        self._rng = rng or random.Random()  # noqa: S311 - fault dice, not security
+
+    @staticmethod
+    def _check(rate: float, count: int | None, unit: str) -> None:
+        if count is not None and count < 1:
+            raise ValueError(f"count must be a positive number of {unit}, or None for every one")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+
+    def _add(self, rule: R) -> None:
+        with self._lock:
+            self._rules.append(rule)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def _fire(self, applies: Callable[[R], bool]) -> R | None:
+        """The first rule that applies and fires; consumes one use of a counted rule."""
+        with self._lock:
+            for rule in self._rules:
+                if not applies(rule):
+                    continue
+                if rule.remaining is not None and rule.remaining <= 0:
+                    continue
+                if rule.rate < 1.0 and self._rng.random() >= rule.rate:
+                    continue
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                return rule
+        return None
+
+
+@dataclass
+class _FaultRule(_Rule):
+    kind: str
     retry_after: float
     delay_seconds: float
     path_prefix: str | None
@@ -167,13 +215,8 @@ class Fault:
     delay_seconds: float = 2.0
 
 
-class ApiFaults:
+class ApiFaults(_Rules[_FaultRule]):
     """Global API fault rules: each applies with a rate, optionally only to the next N matching requests."""
-
-    def __init__(self, rng: random.Random | None = None) -> None:
-        self._lock = threading.Lock()
-        self._rules: list[_FaultRule] = []
-        self._rng = rng or random.Random()  # noqa: S311 - fault dice, not security
 
     def add(
         self,
@@ -187,49 +230,24 @@ class ApiFaults:
     ) -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}, got {kind!r}")
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError("fault rate must be between 0 and 1")
-        if count is not None and count < 1:
-            raise ValueError("fault count must be a positive number of requests")
-        with self._lock:
-            self._rules.append(_FaultRule(kind, rate, count, retry_after, delay_seconds, path_prefix))
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rules.clear()
+        self._check(rate, count, "requests")
+        self._add(_FaultRule(rate, count, kind, retry_after, delay_seconds, path_prefix))
 
     def pick(self, path: str) -> Fault | None:
         """The fault for this request, if a rule fires; consumes one use of a counted rule."""
-        with self._lock:
-            for rule in self._rules:
-                if rule.path_prefix and not path.startswith(rule.path_prefix):
-                    continue
-                if rule.remaining is not None and rule.remaining <= 0:
-                    continue
-                if rule.rate < 1.0 and self._rng.random() >= rule.rate:
-                    continue
-                if rule.remaining is not None:
-                    rule.remaining -= 1
-                return Fault(rule.kind, rule.retry_after, rule.delay_seconds)
-        return None
+        rule = self._fire(lambda r: not r.path_prefix or path.startswith(r.path_prefix))
+        return Fault(rule.kind, rule.retry_after, rule.delay_seconds) if rule else None
 
 
 @dataclass
-class _CognitoFaultRule:
+class _CognitoFaultRule(_Rule):
     error: str
     status: int
-    remaining: int | None
-    rate: float
     actions: frozenset[str] | None
 
 
-class CognitoFaults:
+class CognitoFaults(_Rules[_CognitoFaultRule]):
     """Throttle Cognito calls (TooManyRequestsException by default) to exercise client retries."""
-
-    def __init__(self, rng: random.Random | None = None) -> None:
-        self._lock = threading.Lock()
-        self._rules: list[_CognitoFaultRule] = []
-        self._rng = rng or random.Random()  # noqa: S311 - fault dice, not security
 
     def add(
         self,
@@ -240,28 +258,10 @@ class CognitoFaults:
         error: str = "TooManyRequestsException",
         status: int = 400,
     ) -> None:
-        if count is not None and count < 1:
-            raise ValueError("count must be a positive number of calls, or None for every call")
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError("rate must be between 0 and 1")
-        with self._lock:
-            self._rules.append(_CognitoFaultRule(error, status, count, rate, frozenset(actions) if actions else None))
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rules.clear()
+        self._check(rate, count, "calls")
+        self._add(_CognitoFaultRule(rate, count, error, status, frozenset(actions) if actions else None))
 
     def pick(self, action: str) -> tuple[str, int] | None:
         """(error code, HTTP status) if this call should fail."""
-        with self._lock:
-            for rule in self._rules:
-                if rule.actions is not None and action not in rule.actions:
-                    continue
-                if rule.remaining is not None and rule.remaining <= 0:
-                    continue
-                if rule.rate < 1.0 and self._rng.random() >= rule.rate:
-                    continue
-                if rule.remaining is not None:
-                    rule.remaining -= 1
-                return rule.error, rule.status
-        return None
+        rule = self._fire(lambda r: r.actions is None or action in r.actions)
+        return (rule.error, rule.status) if rule else None
