@@ -4,7 +4,8 @@ Not every API uses ``AWS_IAM`` authorization. Routes behind a *Cognito user pool
 the user's ID token (or access token, for scope-based authorizers) in the ``Authorization`` header
 instead of a SigV4 signature. The same ``cognito_iam`` connection serves both: ``auth="id_token"``
 signs in (or reuses cached tokens, refreshing them with the refresh token when they near expiry)
-and sends ``Authorization: Bearer <id token>``. No identity pool is needed for this mode.
+and sends the raw ID token as ``Authorization: <id token>``, as REST API Cognito authorizers expect
+(no ``Bearer`` prefix). No identity pool is needed for this mode.
 
 The token is never logged or returned; the task returns what the API says about the caller.
 Triggered manually (no schedule); uses the ``cognito_iam_default`` connection.
