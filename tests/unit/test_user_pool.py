@@ -434,3 +434,87 @@ def test_clients_are_unsigned_with_one_botocore_attempt_and_the_endpoint_overrid
     assert config.signature_version is UNSIGNED
     assert config.retries == {"mode": "standard", "total_max_attempts": 1}
     assert (config.connect_timeout, config.read_timeout) == (7, 7)
+
+
+def test_alias_sign_in_answers_and_refreshes_as_the_internal_username(sleeps: Sleeps) -> None:
+    """Sign-in with an alias (e.g. e-mail): real Cognito names the user by its internal username.
+
+    SRP is verified by the devstack's server-side SRP math for the internal username, and every
+    later call (password verifier, TOTP answer, refresh) must carry that name in USERNAME and in
+    SECRET_HASH, not the alias the connection's login holds.
+    """
+    from botocore.awsrequest import AWSResponse
+
+    from airflow_cognito_iam.devstack.srp import SrpServerSession
+
+    internal = "9b1d7c2e-4f5a-4c3b-8d2e-1a2b3c4d5e6f"
+    settings = make_settings(client_secret=CLIENT_SECRET, totp_secret=TOTP_SECRET)  # login "alice" is the alias
+    client = build_cognito_client("cognito-idp", settings)
+    calls: list[tuple[str, dict[str, Any]]] = []
+    server: dict[str, SrpServerSession] = {}
+
+    def cognito(model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        body = json.loads(params["body"])
+        calls.append((model.name, body))
+        answers = body.get("ChallengeResponses", {})
+        if body.get("AuthFlow") == "USER_SRP_AUTH":
+            session = SrpServerSession.start(
+                pool_id=settings.user_pool_id,
+                username=internal,
+                password=PASSWORD,
+                client_id=settings.client_id,
+                srp_a_hex=body["AuthParameters"]["SRP_A"],
+            )
+            server["srp"] = session
+            parsed: dict[str, Any] = {
+                "ChallengeName": "PASSWORD_VERIFIER",
+                "ChallengeParameters": {
+                    "USERNAME": internal,
+                    "USER_ID_FOR_SRP": internal,
+                    "SALT": session.salt_hex,
+                    "SRP_B": session.srp_b_hex,
+                    "SECRET_BLOCK": session.secret_block_b64,
+                },
+            }
+        elif body.get("ChallengeName") == "PASSWORD_VERIFIER":
+            server["srp"].verify(
+                signature_b64=answers["PASSWORD_CLAIM_SIGNATURE"], timestamp=answers["TIMESTAMP"], now=datetime.now(UTC)
+            )
+            parsed = {
+                "ChallengeName": "SOFTWARE_TOKEN_MFA",
+                "Session": "m" * 40,
+                "ChallengeParameters": {"USER_ID_FOR_SRP": internal},
+            }
+        else:  # the TOTP answer or the refresh
+            parsed = auth_result(username=internal, refresh=body.get("AuthFlow") != "REFRESH_TOKEN_AUTH")
+        return AWSResponse(None, 200, {}, None), parsed
+
+    client.meta.events.register("before-call.cognito-identity-provider.*", cognito)
+    auth = UserPoolAuthenticator(
+        settings,
+        client,
+        retry_policy=RetryPolicy(max_attempts=1, sleep=sleeps),
+        clock=lambda: NOW,
+        sleep=sleeps,
+        wall_time=lambda: WALL,
+        totp_ledger=TotpStepLedger(),
+    )
+
+    tokens = auth.refresh(auth.sign_in())
+
+    assert [name for name, _ in calls] == ["InitiateAuth", "RespondToAuthChallenge", "RespondToAuthChallenge",
+                                           "InitiateAuth"]
+    start, verifier, totp, refresh = (body for _, body in calls)
+    assert start["AuthParameters"]["USERNAME"] == "alice"  # the first call names the user as typed
+    assert start["AuthParameters"]["SECRET_HASH"] == secret_hash("alice", "clientabc", CLIENT_SECRET)
+    internal_hash = secret_hash(internal, "clientabc", CLIENT_SECRET)
+    assert verifier["ChallengeResponses"]["USERNAME"] == internal
+    assert verifier["ChallengeResponses"]["SECRET_HASH"] == internal_hash
+    assert totp["ChallengeResponses"] == {
+        "USERNAME": internal,
+        "SOFTWARE_TOKEN_MFA_CODE": pyotp.TOTP(TOTP_SECRET).at(STEP * 30),
+        "SECRET_HASH": internal_hash,
+    }
+    assert refresh["AuthFlow"] == "REFRESH_TOKEN_AUTH"
+    assert refresh["AuthParameters"]["SECRET_HASH"] == internal_hash
+    assert tokens.secret_hash_username == internal
