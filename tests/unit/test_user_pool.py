@@ -443,7 +443,7 @@ def test_alias_sign_in_answers_and_refreshes_as_the_internal_username(sleeps: Sl
     later call (password verifier, TOTP answer, refresh) must carry that name in USERNAME and in
     SECRET_HASH, not the alias the connection's login holds.
     """
-    from botocore.awsrequest import AWSResponse
+    from botocore.awsrequest import AWSResponse, HTTPHeaders
 
     from airflow_cognito_iam.devstack.srp import SrpServerSession
 
@@ -487,7 +487,7 @@ def test_alias_sign_in_answers_and_refreshes_as_the_internal_username(sleeps: Sl
             }
         else:  # the TOTP answer or the refresh
             parsed = auth_result(username=internal, refresh=body.get("AuthFlow") != "REFRESH_TOKEN_AUTH")
-        return AWSResponse(None, 200, {}, None), parsed
+        return AWSResponse("", 200, HTTPHeaders(), None), parsed
 
     client.meta.events.register("before-call.cognito-identity-provider.*", cognito)
     auth = UserPoolAuthenticator(
