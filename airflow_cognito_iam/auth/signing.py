@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
-from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, unquote_to_bytes, urlsplit, urlunsplit
 
 import requests
 from requests_aws4auth import AWS4Auth
@@ -83,7 +83,10 @@ def _encode_query(query: str) -> str:
 
 def canonicalize_url(url: str) -> str:
     """The same resource with path and query in SigV4's canonical encoding (what we sign is sent)."""
-    parts = urlsplit(url)
+    return _canonicalize(urlsplit(url))
+
+
+def _canonicalize(parts: SplitResult) -> str:
     return urlunsplit((parts.scheme, parts.netloc, _encode_path(parts.path), _encode_query(parts.query), ""))
 
 
@@ -120,6 +123,20 @@ class _AWS4Auth(AWS4Auth):  # type: ignore[misc]
         # SigV4 "Trimall" as botocore does it. requests-aws4auth keeps runs of spaces inside quotes
         # (shlex), which botocore and AWS collapse, and shlex costs more than the rest of signing.
         return " ".join(text.split())
+
+    @classmethod
+    def get_canonical_headers(cls, req: requests.PreparedRequest, include: Any = None) -> tuple[str, str]:
+        # The headers requests-aws4auth signs by default (host, content-type, x-amz-* but
+        # x-amz-client-context), without its generic per-header include-list matching: this runs on
+        # every request and was the largest part of signing.
+        signed: dict[str, str] = {}
+        for name, value in req.headers.items():
+            lower = name.lower()
+            if lower in ("host", "content-type") or (lower.startswith("x-amz-") and lower != "x-amz-client-context"):
+                text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                signed[lower] = " ".join(text.split())
+        names = sorted(signed)
+        return "".join(f"{name}:{signed[name]}\n" for name in names), ";".join(names)
 
     def refresh_credentials(self) -> None:
         # The signing key depends only on secret, date, region and service: derive it again only
@@ -160,16 +177,22 @@ class CognitoSigV4Auth(requests.auth.AuthBase):
         self.allowed_hosts = tuple(allowed_hosts) if allowed_hosts is not None else None
         self._signer = _AWS4Auth(refreshable_credentials=credentials, region=region, service=service)
         self._lock = threading.Lock()
+        # (scheme, netloc) already checked against allowed_hosts -> the Host header to send.
+        self._host_headers: dict[tuple[str, str], str] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(region={self.region!r}, service={self.service!r}, hosts={self.allowed_hosts})"
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         url = str(request.url)
-        _check_host(url, self.allowed_hosts)
-        request.url = canonicalize_url(url)
-        # Sign the Host we will send: http.client drops a default port and keeps any other.
-        request.headers["Host"] = canonical_netloc(url)
+        parts = urlsplit(url)
+        host_header = self._host_headers.get((parts.scheme, parts.netloc))
+        if host_header is None:
+            _check_host(url, self.allowed_hosts)
+            # Sign the Host we will send: http.client drops a default port and keeps any other.
+            host_header = self._host_headers[(parts.scheme, parts.netloc)] = canonical_netloc(url)
+        request.url = _canonicalize(parts)
+        request.headers["Host"] = host_header
         # A retry re-sends the same PreparedRequest: drop the previous attempt's signature and date.
         for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-SHA256"):
             request.headers.pop(name, None)
