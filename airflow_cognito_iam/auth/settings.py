@@ -100,8 +100,10 @@ class CognitoSettings:
 
     @property
     def provider_name(self) -> str:
-        """The identity-pool Logins key for this user pool."""
-        return f"cognito-idp.{self.region}.amazonaws.com/{self.user_pool_id}"
+        """The identity-pool Logins key: always the pool's own region, whatever ``region`` says."""
+        pool_region = self.user_pool_id.split("_", 1)[0]
+        suffix = ".amazonaws.com.cn" if pool_region.startswith("cn-") else ".amazonaws.com"
+        return f"cognito-idp.{pool_region}{suffix}/{self.user_pool_id}"
 
     @property
     def api_host(self) -> str | None:

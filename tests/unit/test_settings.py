@@ -148,6 +148,16 @@ def test_provider_name_is_the_identity_pool_logins_key() -> None:
     assert build().provider_name == "cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123xyz"
 
 
+def test_provider_name_keeps_the_pool_region_when_region_is_overridden() -> None:
+    # The Logins key names the issuer of the ID token, which is the pool's own region.
+    assert build({"region": "us-east-1"}).provider_name.startswith("cognito-idp.eu-west-1.amazonaws.com/")
+
+
+def test_provider_name_uses_the_china_partition_domain() -> None:
+    settings = build({"user_pool_id": "cn-north-1_AbC123", "identity_pool_id": "cn-north-1:0123abcd-0000"})
+    assert settings.provider_name == "cognito-idp.cn-north-1.amazonaws.com.cn/cn-north-1_AbC123"
+
+
 def test_cache_key_is_stable_secret_free_and_user_specific() -> None:
     a, b = build(), build(password="another-password")
     other_user = build(login="someone-else")
