@@ -28,7 +28,6 @@ import time
 
 import requests
 
-
 # A typical job's query: a date and a page size (awkward characters are covered by the tests).
 QUERY = {"date": "2024-01-02", "limit": "100"}
 

@@ -24,9 +24,7 @@ _REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"
 _USER_POOL_ID = re.compile(rf"^(?P<region>{_REGION})_[0-9A-Za-z]+$")
 _IDENTITY_POOL_ID = re.compile(rf"^(?P<region>{_REGION}):[0-9a-fA-F-]+$")
 _REGION_RE = re.compile(rf"^{_REGION}$")
-_EXECUTE_API_HOST = re.compile(
-    r"^[a-z0-9-]+\.execute-api\.(?P<region>[a-z0-9-]+)\.(?:vpce\.)?amazonaws\.com(?:\.cn)?$"
-)
+_EXECUTE_API_HOST = re.compile(r"^[a-z0-9-]+\.execute-api\.(?P<region>[a-z0-9-]+)\.(?:vpce\.)?amazonaws\.com(?:\.cn)?$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 
 #: Extras a connection may carry; anything close to one of these but not equal is a typo.
@@ -206,8 +204,7 @@ class _Parser:
             return None
         if parts.scheme == "http" and not allow_http and not is_loopback_host(parts.hostname):
             self.problems[name] = (
-                "plain http to a non-loopback host would expose credentials; "
-                "use https or set extra allow_http=true"
+                "plain http to a non-loopback host would expose credentials; use https or set extra allow_http=true"
             )
             return None
         return value.rstrip("/")

@@ -168,8 +168,15 @@ def test_cache_key_is_stable_secret_free_and_user_specific() -> None:
 
 @pytest.mark.parametrize(
     ("host", "expected"),
-    [("127.0.0.1", True), ("127.1.2.3", True), ("localhost", True), ("::1", True), ("10.0.0.1", False),
-     ("example.com", False), (None, False)],
+    [
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("localhost", True),
+        ("::1", True),
+        ("10.0.0.1", False),
+        ("example.com", False),
+        (None, False),
+    ],
 )
 def test_loopback_detection(host: str | None, expected: bool) -> None:
     assert is_loopback_host(host) is expected
