@@ -212,7 +212,8 @@ class CognitoIamHook(BaseHook):
 
     def url_for(self, endpoint: str) -> str:
         """The connection host joined with ``endpoint``; an absolute URL must be an allowed host."""
-        if urlsplit(endpoint).scheme:
+        parts = urlsplit(endpoint)
+        if parts.scheme.lower() in ("http", "https") and parts.netloc:  # "orders:search" stays relative
             if not host_allowed(endpoint, self.allowed_hosts):
                 raise HostNotAllowedError(canonical_netloc(endpoint), list(self.allowed_hosts))
             return endpoint
