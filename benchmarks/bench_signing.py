@@ -11,7 +11,7 @@ GIL with the client:
 
 Blocks alternate order to cancel drift on a shared machine. Target: signed/unsigned >= 0.90.
 
-    .venv/bin/python benchmarks/bench_signing.py [--requests 200] [--rounds 30]
+    .venv/bin/python benchmarks/bench_signing.py [--requests 25] [--rounds 200]
 """
 
 from __future__ import annotations
@@ -125,8 +125,8 @@ def start_devstack() -> tuple[subprocess.Popen[str], dict[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=200, help="GETs per block")
-    parser.add_argument("--rounds", type=int, default=30, help="pairs of adjacent unsigned/signed blocks")
+    parser.add_argument("--requests", type=int, default=25, help="GETs per block")
+    parser.add_argument("--rounds", type=int, default=200, help="pairs of adjacent unsigned/signed blocks")
     args = parser.parse_args()
 
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))

@@ -17,8 +17,11 @@ credentials never travel to a host named by an API response (pagination links, r
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 from urllib.parse import SplitResult, quote, unquote, unquote_to_bytes, urlsplit, urlunsplit
@@ -83,11 +86,14 @@ def _encode_query(query: str) -> str:
 
 def canonicalize_url(url: str) -> str:
     """The same resource with path and query in SigV4's canonical encoding (what we sign is sent)."""
-    return _canonicalize(urlsplit(url))
+    return _canonicalize(url, urlsplit(url))
 
 
-def _canonicalize(parts: SplitResult) -> str:
-    return urlunsplit((parts.scheme, parts.netloc, _encode_path(parts.path), _encode_query(parts.query), ""))
+def _canonicalize(url: str, parts: SplitResult) -> str:
+    path, query = _encode_path(parts.path), _encode_query(parts.query)
+    if path == parts.path and query == parts.query and not parts.fragment:
+        return url  # already canonical: the common case
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
 
 
 def _host_and_port(url: str) -> tuple[str, int | None]:
@@ -130,8 +136,7 @@ class _AWS4Auth(AWS4Auth):  # type: ignore[misc]
         # x-amz-client-context), without its generic per-header include-list matching: this runs on
         # every request and was the largest part of signing.
         signed: dict[str, str] = {}
-        for name, value in req.headers.items():
-            lower = name.lower()
+        for lower, value in req.headers.lower_items():
             if lower in ("host", "content-type") or (lower.startswith("x-amz-") and lower != "x-amz-client-context"):
                 text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
                 signed[lower] = " ".join(text.split())
@@ -147,6 +152,52 @@ class _AWS4Auth(AWS4Auth):  # type: ignore[misc]
         key = getattr(self, "signing_key", None)
         if key is None or key.secret_key != frozen.secret_key:
             self.regenerate_signing_key(secret_key=frozen.secret_key)
+
+    def __call__(self, req: requests.PreparedRequest) -> requests.PreparedRequest:
+        # requests-aws4auth's own __call__ re-parses date headers and rebuilds every string on each
+        # request; this is the same steps in one pass (it ran on every API call and decided the
+        # signed/unsigned throughput target). Key derivation, scope and canonical path stay the
+        # library's; tests check the result against botocore's signer.
+        self.refresh_credentials()
+        amz_date = self._amz_date()
+        if amz_date[:8] != self.date:
+            self.regenerate_signing_key(date=amz_date[:8])
+        body: Any = req.body
+        if hasattr(body, "read"):
+            req.body = body.read()
+        if isinstance(req.body, str):
+            self.encode_body(req)
+        headers = req.headers
+        headers["x-amz-date"] = amz_date
+        headers["x-amz-content-sha256"] = hashlib.sha256(req.body or b"").hexdigest()  # type: ignore[arg-type]
+        if self.session_token:
+            headers["x-amz-security-token"] = self.session_token
+        cano_headers, signed_headers = self.get_canonical_headers(req)
+        canonical = self.get_canonical_request(req, cano_headers, signed_headers)
+        scope = self.signing_key.scope
+        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        signature = hmac.new(self.signing_key.key, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self.access_id}/{scope}, "
+            f"SignedHeaders={signed_headers}, Signature={signature}"
+        )
+        return req
+
+    def _amz_date(self) -> str:
+        second = int(time.time())
+        if second != getattr(self, "_date_second", None):
+            self._date_second, self._date_text = second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+        text: str = self._date_text
+        return text
+
+    def amz_cano_path(self, path: str) -> str:
+        # Endpoints repeat (every page of a job hits the same path): remember recent answers.
+        paths: dict[str, str] = self.__dict__.setdefault("_cano_paths", {})
+        if path not in paths:
+            if len(paths) >= 1024:
+                paths.clear()
+            paths[path] = super().amz_cano_path(path)
+        return paths[path]
 
     def get_canonical_request(self, req: requests.PreparedRequest, cano_headers: str, signed_headers: str) -> str:
         url = urlsplit(str(req.url))  # urlsplit, not urlparse: ";" belongs to the path
@@ -191,7 +242,7 @@ class CognitoSigV4Auth(requests.auth.AuthBase):
             _check_host(url, self.allowed_hosts)
             # Sign the Host we will send: http.client drops a default port and keeps any other.
             host_header = self._host_headers[(parts.scheme, parts.netloc)] = canonical_netloc(url)
-        request.url = _canonicalize(parts)
+        request.url = _canonicalize(url, parts)
         request.headers["Host"] = host_header
         # A retry re-sends the same PreparedRequest: drop the previous attempt's signature and date.
         for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-SHA256"):
