@@ -208,3 +208,19 @@ def test_signed_header_whitespace_is_trimmed_as_botocore_does():
         "GET", "https://api.example.com/x", headers={"X-Amz-Meta-Note": 'a  "b   c"   d'}, auth=auth))
     assert "x-amz-meta-note" in prepared.headers["Authorization"]
     assert botocore_accepts(prepared)
+
+
+def test_signing_across_midnight_rescopes_the_key_to_the_new_date(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The date string is cached per second and the signing key per scope date: both must move at midnight.
+    from airflow_cognito_iam.auth import signing
+
+    auth = CognitoSigV4Auth(refreshable(), "eu-west-1", "execute-api", ["api.example.com:8443"])
+    for moment in ("2026-11-26T23:59:59", "2026-11-27T00:00:01"):
+        now = datetime.fromisoformat(moment).replace(tzinfo=UTC).timestamp()
+        monkeypatch.setattr(signing.time, "time", lambda now=now: now)
+        prepared = sign("https://api.example.com:8443/orders", params={"date": "x"}, auth=auth)
+        match = _AUTH.fullmatch(prepared.headers["Authorization"])
+        assert match
+        assert prepared.headers["X-Amz-Date"] == moment.replace("-", "").replace(":", "") + "Z"
+        assert match.group(2) == prepared.headers["X-Amz-Date"][:8]
+        assert botocore_accepts(prepared)
