@@ -6,9 +6,12 @@ user fixes the connection in one go instead of one error per task run.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import hashlib
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,8 +20,10 @@ from urllib.parse import urlsplit
 
 from airflow_cognito_iam.auth.errors import ConfigurationError
 
-AuthFlow = Literal["USER_SRP_AUTH", "USER_PASSWORD_AUTH"]
-CacheMode = Literal["memory", "shared", "none"]
+AuthFlow = Literal["USER_SRP_AUTH", "USER_PASSWORD_AUTH", "USER_AUTH", "CLIENT_CREDENTIALS"]
+#: USER_AUTH's first factor: SRP (the password never leaves the worker) or the password itself.
+PreferredChallenge = Literal["PASSWORD_SRP", "PASSWORD"]
+CacheMode = Literal["memory", "shared", "redis", "none"]
 
 _REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"
 _USER_POOL_ID = re.compile(rf"^(?P<region>{_REGION})_[0-9A-Za-z]+$")
@@ -49,7 +54,15 @@ KNOWN_EXTRAS = (
     "refresh_margin_seconds",
     "max_attempts",
     "max_retry_seconds",
+    "preferred_challenge",
+    "scopes",
+    "oauth_token_url",
+    "cache_conn_id",
 )
+
+#: Upper bounds: anything above is a typo or a unit mix-up (milliseconds for seconds), not a wish.
+MAX_TIMEOUT_SECONDS = 3600.0
+MAX_RETRY_SECONDS = 6 * 3600.0
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -65,6 +78,47 @@ def is_loopback_host(hostname: str | None) -> bool:
         return ipaddress.ip_address(hostname.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def parse_number(
+    value: Any,
+    name: str,
+    minimum: float,
+    maximum: float,
+    problems: dict[str, str],
+    *,
+    integral: bool = False,
+) -> float | None:
+    """A finite number in ``[minimum, maximum]`` from a number or numeric string, else a problem.
+
+    Booleans are refused (``true`` would silently mean 1), as are NaN and infinity (a NaN budget
+    compares false with everything, so bounds built on it never trigger).
+    """
+    kind = "a whole number" if integral else "a number"
+    allowed = f"{kind} from {minimum:g} to {maximum:g}"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        problems[name] = f"must be {allowed}, got {value!r}"
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        problems[name] = f"must be {allowed}, got {value!r}"
+        return None
+    if not math.isfinite(number) or not minimum <= number <= maximum or (integral and not number.is_integer()):
+        problems[name] = f"must be {allowed}, got {value!r}"
+        return None
+    return number
+
+
+def _is_base32(secret: str) -> bool:
+    text = secret.replace(" ", "").upper()
+    if not text or not set(text.rstrip("=")) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"):
+        return False
+    try:
+        base64.b32decode(text + "=" * (-len(text) % 8))
+    except (binascii.Error, ValueError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -94,7 +148,21 @@ class CognitoSettings:
     refresh_margin_seconds: float = 300.0
     max_attempts: int = 5
     max_retry_seconds: float = 60.0
+    preferred_challenge: PreferredChallenge = "PASSWORD_SRP"
+    scopes: tuple[str, ...] = ()
+    oauth_token_url: str | None = None
+    cache_conn_id: str = "redis_default"
     conn_id: str | None = None
+
+    @property
+    def is_machine(self) -> bool:
+        """True for CLIENT_CREDENTIALS: an app client, no user, access tokens only."""
+        return self.auth_flow == "CLIENT_CREDENTIALS"
+
+    @property
+    def principal(self) -> str:
+        """Who signs in, for messages and cache keys: the user, or the app client in M2M."""
+        return self.username or f"app client {self.client_id}"
 
     @property
     def provider_name(self) -> str:
@@ -115,7 +183,7 @@ class CognitoSettings:
 
     def cache_key(self) -> str:
         """Stable, secret-free key naming whose credentials these are (user, pools, role, endpoints)."""
-        parts = (
+        parts: tuple[str, ...] = (
             self.user_pool_id,
             self.client_id,
             self.username,
@@ -124,6 +192,8 @@ class CognitoSettings:
             self.cognito_idp_endpoint_url or "",
             self.cognito_identity_endpoint_url or "",
         )
+        if self.is_machine:  # scopes and token endpoint change what an M2M token may do
+            parts += (self.auth_flow, " ".join(sorted(self.scopes)), self.oauth_token_url or "")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
     @classmethod
@@ -133,12 +203,21 @@ class CognitoSettings:
         host: str | None,
         login: str | None,
         password: str | None,
-        extra: Mapping[str, Any] | None,
+        extra: Any,
         port: int | None = None,
         conn_id: str | None = None,
     ) -> CognitoSettings:
         """Validate connection values; raise one ConfigurationError naming every problem."""
+        if extra is not None and not isinstance(extra, Mapping):
+            raise ConfigurationError(
+                {"extra": f"must be a JSON object of settings, got {_json_kind(extra)}"}, conn_id=conn_id
+            )
         return _Parser(host, login, password, dict(extra or {}), port, conn_id).parse()
+
+
+def _json_kind(value: Any) -> str:
+    names = {list: "a JSON list", str: "a JSON string", bool: "a JSON boolean", int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
 
 
 class _Parser:
@@ -176,17 +255,15 @@ class _Parser:
         self.problems[name] = "must be true or false"
         return default
 
-    def number(self, name: str, default: float, minimum: float) -> float:
+    def number(self, name: str, default: float, minimum: float, maximum: float) -> float:
         value = self.extra.get(name, default)
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.problems[name] = f"must be a number, got {value!r}"
-            return default
-        if number < minimum:
-            self.problems[name] = f"must be at least {minimum:g}"
-            return default
-        return number
+        number = parse_number(value, name, minimum, maximum, self.problems)
+        return default if number is None else number
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int) -> int:
+        value = self.extra.get(name, default)
+        number = parse_number(value, name, minimum, maximum, self.problems, integral=True)
+        return default if number is None else int(number)
 
     def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
         value = self.text(name) or default
@@ -198,7 +275,15 @@ class _Parser:
     def url(self, name: str, value: str | None, allow_http: bool) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # raises for a port that is not a number in 0-65535
+        except ValueError as exc:
+            self.problems[name] = f"not a valid URL ({exc}): {value!r}"
+            return None
+        if parts.port == 0:
+            self.problems[name] = f"port must be 1-65535: {value!r}"
+            return None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             self.problems[name] = f"must be an http(s) URL with a host, got {value!r}"
             return None
@@ -215,10 +300,27 @@ class _Parser:
             return None
         if "://" not in host:
             host = f"https://{host}"
-        if self.port and urlsplit(host).port is None:
+        port = self.port
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
+            self.problems["port"] = f"must be a port number 1-65535, got {port!r}"
+            port = None
+        try:
+            has_port = urlsplit(host).port is not None
+        except ValueError:
+            has_port = True  # url() reports it
+        if port and not has_port:  # 0 is what the UI sends for a hidden port field: no port
             parts = urlsplit(host)
-            host = parts._replace(netloc=f"{parts.netloc}:{self.port}").geturl()
+            host = parts._replace(netloc=f"{parts.netloc}:{port}").geturl()
         return self.url("host", host, allow_http)
+
+    def scopes(self) -> tuple[str, ...]:
+        value = self.extra.get("scopes", ())
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v.strip() for v in value):
+            self.problems["scopes"] = "must be a list of scope names or one space-separated string"
+            return ()
+        return tuple(v.strip() for v in value)
 
     def typos(self) -> None:
         for key in self.extra:
@@ -230,9 +332,11 @@ class _Parser:
 
     def parse(self) -> CognitoSettings:
         self.typos()
-        if not (self.login or "").strip():
+        auth_flow = self.choice("auth_flow", get_args(AuthFlow), "USER_SRP_AUTH")
+        machine = auth_flow == "CLIENT_CREDENTIALS"
+        if not machine and not (self.login or "").strip():
             self.problems["login"] = "the user pool username is required"
-        if not self.password:
+        if not machine and not self.password:
             self.problems["password"] = "the user pool password is required"
 
         user_pool_id = self.text("user_pool_id")
@@ -289,11 +393,35 @@ class _Parser:
             self.problems["allowed_hosts"] = "must be a list of host[:port] names or a comma-separated string"
             allowed = ()
 
+        client_secret = self.text("client_secret")
+        totp_secret = self.text("totp_secret")
+        if totp_secret is not None and not _is_base32(totp_secret):
+            self.problems["totp_secret"] = "must be the base32 secret (letters A-Z and digits 2-7) the user registered"
+        if machine:
+            if client_secret is None and "client_secret" not in self.problems:
+                self.problems["client_secret"] = "CLIENT_CREDENTIALS needs the app client's secret"
+            if identity_pool_id is not None:
+                self.problems["identity_pool_id"] = (
+                    "an identity pool needs a user's ID token; CLIENT_CREDENTIALS gets only an access token. "
+                    "Remove identity_pool_id and call the API with auth='access_token'"
+                )
+            if totp_secret is not None:
+                self.problems["totp_secret"] = "CLIENT_CREDENTIALS has no user, so no MFA"
+        scopes = self.scopes()
+        oauth_token_url = self.url("oauth_token_url", self.text("oauth_token_url"), allow_http)
+        if (scopes or oauth_token_url) and not machine:
+            key = "scopes" if scopes else "oauth_token_url"
+            self.problems[key] = "only used with auth_flow CLIENT_CREDENTIALS"
+
         settings = dict(
-            auth_flow=self.choice("auth_flow", get_args(AuthFlow), "USER_SRP_AUTH"),
+            auth_flow=auth_flow,
             credential_cache=self.choice("credential_cache", get_args(CacheMode), "shared"),
-            client_secret=self.text("client_secret"),
-            totp_secret=self.text("totp_secret"),
+            preferred_challenge=self.choice("preferred_challenge", get_args(PreferredChallenge), "PASSWORD_SRP"),
+            cache_conn_id=self.text("cache_conn_id") or "redis_default",
+            scopes=scopes,
+            oauth_token_url=oauth_token_url,
+            client_secret=client_secret,
+            totp_secret=totp_secret,
             api_service=self.text("api_service") or "execute-api",
             cognito_idp_endpoint_url=self.url(
                 "cognito_idp_endpoint_url", self.text("cognito_idp_endpoint_url"), allow_http
@@ -301,16 +429,16 @@ class _Parser:
             cognito_identity_endpoint_url=self.url(
                 "cognito_identity_endpoint_url", self.text("cognito_identity_endpoint_url"), allow_http
             ),
-            timeout=self.number("timeout", 30.0, 0.1),
-            refresh_margin_seconds=self.number("refresh_margin_seconds", 300.0, 0),
-            max_attempts=int(self.number("max_attempts", 5, 1)),
-            max_retry_seconds=self.number("max_retry_seconds", 60.0, 0),
+            timeout=self.number("timeout", 30.0, 0.1, MAX_TIMEOUT_SECONDS),
+            refresh_margin_seconds=self.number("refresh_margin_seconds", 300.0, 0, 3600),
+            max_attempts=self.integer("max_attempts", 5, 1, 100),
+            max_retry_seconds=self.number("max_retry_seconds", 60.0, 0, MAX_RETRY_SECONDS),
         )
         if self.problems:
             raise ConfigurationError(self.problems, conn_id=self.conn_id)
         return CognitoSettings(
-            username=cast(str, self.login).strip(),
-            password=cast(str, self.password),
+            username=(self.login or "").strip(),
+            password=self.password or "",
             user_pool_id=cast(str, user_pool_id),
             client_id=cast(str, client_id),
             region=cast(str, region),

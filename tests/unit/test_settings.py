@@ -83,7 +83,7 @@ def test_malformed_ids_are_named_with_an_example() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("auth_flow", "CUSTOM_AUTH"), ("credential_cache", "redis"), ("timeout", "soon"), ("max_attempts", 0)],
+    [("auth_flow", "CUSTOM_AUTH"), ("credential_cache", "disk"), ("timeout", "soon"), ("max_attempts", 0)],
 )
 def test_invalid_enumerations_and_numbers_are_refused(field: str, value: Any) -> None:
     assert field in problems_of(extra={field: value})
@@ -180,3 +180,95 @@ def test_cache_key_is_stable_secret_free_and_user_specific() -> None:
 )
 def test_loopback_detection(host: str | None, expected: bool) -> None:
     assert is_loopback_host(host) is expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("max_retry_seconds", "nan"),
+        ("max_retry_seconds", float("inf")),
+        ("max_attempts", "nan"),
+        ("max_attempts", 2.5),
+        ("max_attempts", True),
+        ("timeout", "inf"),
+        ("timeout", True),
+        ("timeout", 0),
+        ("timeout", [30]),
+        ("refresh_margin_seconds", -1),
+        ("max_retry_seconds", 10**9),
+    ],
+)
+def test_numbers_must_be_finite_in_range_and_not_booleans(name: str, value: Any) -> None:
+    problems = problems_of(extra={name: value})
+    assert set(problems) == {name}
+    assert " from " in problems[name]
+    assert " to " in problems[name]
+
+
+def test_numeric_strings_are_accepted() -> None:
+    settings = build({"timeout": "12.5", "max_attempts": "3", "max_retry_seconds": 7})
+    assert (settings.timeout, settings.max_attempts, settings.max_retry_seconds) == (12.5, 3, 7.0)
+
+
+@pytest.mark.parametrize("extra", [["user_pool_id"], "user_pool_id", 42, True])
+def test_extra_that_is_not_an_object_is_a_configuration_error(extra: Any) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        CognitoSettings.from_connection(host=None, login="u", password="p", extra=extra)
+    assert set(caught.value.problems) == {"extra"}
+
+
+def test_null_extra_means_no_extras() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        CognitoSettings.from_connection(host=None, login="u", password="p", extra=None)
+    assert set(caught.value.problems) == {"user_pool_id", "client_id"}
+
+
+@pytest.mark.parametrize("host", ["https://[::1", "https://api.example.com:99999/x", "https://api.example.com:0/"])
+def test_malformed_host_is_a_configuration_error(host: str) -> None:
+    assert "host" in problems_of(host=host)
+
+
+@pytest.mark.parametrize("port", [70000, -1, True])
+def test_out_of_range_port_is_refused(port: Any) -> None:
+    assert "port" in problems_of(port=port)
+
+
+def test_port_zero_from_the_ui_means_no_port() -> None:
+    assert build(port=0).api_host == "abc123defg.execute-api.eu-central-1.amazonaws.com"
+
+
+@pytest.mark.parametrize("secret", ["not base32!", "JBSWY3DPEHPK3PX1", "0000"])
+def test_totp_secret_must_be_base32(secret: str) -> None:
+    assert set(problems_of(extra={"totp_secret": secret})) == {"totp_secret"}
+
+
+def test_stored_nulls_mean_defaults() -> None:
+    settings = build({"auth_flow": None, "credential_cache": None, "timeout": None, "verify": None, "region": None})
+    assert (settings.auth_flow, settings.credential_cache, settings.timeout, settings.verify) == (
+        "USER_SRP_AUTH",
+        "shared",
+        30.0,
+        True,
+    )
+
+
+def test_client_credentials_needs_no_user_but_a_secret_and_no_identity_pool() -> None:
+    extra = {**GOOD_EXTRA, "auth_flow": "CLIENT_CREDENTIALS", "scopes": "orders/read orders/write", "totp_secret": None}
+    problems = problems_of(login=None, password=None, extra=extra)
+    assert set(problems) == {"identity_pool_id"}
+    del extra["identity_pool_id"]
+    settings = CognitoSettings.from_connection(host=None, login=None, password=None, extra=extra)
+    assert settings.is_machine
+    assert settings.scopes == ("orders/read", "orders/write")
+    assert "client_secret" in problems_of(login=None, password=None, extra={**extra, "client_secret": None})
+
+
+def test_scopes_only_with_client_credentials() -> None:
+    assert "scopes" in problems_of(extra={"scopes": ["a/b"]})
+
+
+def test_redis_cache_and_preferred_challenge_are_settings() -> None:
+    settings = build({"credential_cache": "redis", "cache_conn_id": "redis_creds", "auth_flow": "USER_AUTH",
+                      "preferred_challenge": "PASSWORD"})
+    assert (settings.credential_cache, settings.cache_conn_id, settings.preferred_challenge) == (
+        "redis", "redis_creds", "PASSWORD")

@@ -390,13 +390,10 @@ def test_select_mfa_type_is_answered_with_totp_when_a_secret_is_set(sleeps: Slee
     assert auth.sign_in().id_token
 
 
-def test_a_non_base32_totp_secret_is_a_configuration_error(sleeps: Sleeps) -> None:
-    auth, stub = authenticator(make_settings(auth_flow="USER_PASSWORD_AUTH", totp_secret="not base32 !!"), sleeps)
-    stub.add_response(
-        "initiate_auth", {"ChallengeName": "SOFTWARE_TOKEN_MFA", "Session": "s" * 40, "ChallengeParameters": {}}
-    )
+def test_a_non_base32_totp_secret_is_refused_before_any_cognito_call() -> None:
+    # Settings refuse it, so no authenticator (and no InitiateAuth) ever exists for it.
     with pytest.raises(ConfigurationError, match="totp_secret") as info:
-        auth.sign_in()
+        make_settings(auth_flow="USER_PASSWORD_AUTH", totp_secret="not base32 !!")
     assert "not base32 !!" not in str(info.value)
 
 
