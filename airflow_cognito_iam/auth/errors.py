@@ -52,9 +52,39 @@ class ApiRefusalError(CognitoIamError):
 
 
 class HostNotAllowedError(ConfigurationError):
-    """A signed request would leave the connection's host (credentials must not travel)."""
+    """A signed request would leave the connection's origin (credentials must not travel)."""
 
-    def __init__(self, host: str, allowed: list[str]) -> None:
+    def __init__(self, origin: str, allowed: list[str]) -> None:
+        self.origin = origin
         super().__init__(
-            {"endpoint": f"host {host!r} is not the connection's host nor in allowed_hosts {allowed}"}
+            {
+                "endpoint": f"{origin} is not the connection's origin nor in allowed_hosts {allowed} "
+                "(scheme, host and port must all match; a host without a port means port 443)"
+            }
+        )
+
+
+class UnsafeUrlError(ConfigurationError):
+    """A URL whose destination is ambiguous or unsafe to send credentials to."""
+
+    def __init__(self, url: str, why: str) -> None:
+        super().__init__({"endpoint": f"URL {_shown(url)!r} {why}"})
+
+
+def _shown(url: str) -> str:
+    # The query can carry personal data or tokens; the rest says enough to find the bad URL.
+    text = url.split("?", 1)[0]
+    return "".join(c if 0x20 <= ord(c) != 0x7F else "?" for c in text)[:200]
+
+
+class ClockSkewError(CognitoIamError):
+    """This worker's clock is too far from AWS's for signatures and expiry times to work."""
+
+    def __init__(self, offset_seconds: float, what: str) -> None:
+        self.offset_seconds = offset_seconds
+        direction = "ahead of" if offset_seconds < 0 else "behind"
+        super().__init__(
+            f"{what}: this worker's clock is {abs(offset_seconds):.0f} s off ({direction} the server's Date "
+            "header). Signatures and credential expiry depend on the clock: synchronise it (NTP, chrony) "
+            "and run the task again."
         )

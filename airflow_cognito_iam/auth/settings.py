@@ -10,7 +10,6 @@ import base64
 import binascii
 import difflib
 import hashlib
-import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from airflow_cognito_iam.auth.errors import ConfigurationError
+from airflow_cognito_iam.auth.origins import entry_origins, is_loopback_host
 
 AuthFlow = Literal["USER_SRP_AUTH", "USER_PASSWORD_AUTH", "USER_AUTH", "CLIENT_CREDENTIALS"]
 #: USER_AUTH's first factor: SRP (the password never leaves the worker) or the password itself.
@@ -66,18 +66,6 @@ MAX_RETRY_SECONDS = 6 * 3600.0
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
-
-
-def is_loopback_host(hostname: str | None) -> bool:
-    """True for localhost and loopback addresses, where plain http cannot leak anything."""
-    if not hostname:
-        return False
-    if hostname == "localhost" or hostname.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_number(
@@ -392,6 +380,12 @@ class _Parser:
         if not isinstance(allowed, list | tuple) or not all(isinstance(h, str) for h in allowed):
             self.problems["allowed_hosts"] = "must be a list of host[:port] names or a comma-separated string"
             allowed = ()
+        refused = [h for h in allowed if h.strip() and not entry_origins(h, allow_http=allow_http)]
+        if refused:
+            self.problems["allowed_hosts"] = (
+                f"not a host[:port] or https:// origin: {refused} (http:// only for loopback hosts or with "
+                "allow_http=true)"
+            )
 
         client_secret = self.text("client_secret")
         totp_secret = self.text("totp_secret")

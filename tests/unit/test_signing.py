@@ -139,7 +139,8 @@ def test_signing_for_another_host_is_refused():
 def test_host_allowed_matches_host_with_or_without_port():
     assert host_allowed("https://api.example.com/x", ["api.example.com"])
     assert host_allowed("http://127.0.0.1:8080/x", ["http://127.0.0.1:8080"])
-    assert host_allowed("http://127.0.0.1:8080/x", ["127.0.0.1"])
+    assert not host_allowed("http://127.0.0.1:8080/x", ["127.0.0.1"])  # a bare host means the default port
+    assert host_allowed("http://127.0.0.1/x", ["127.0.0.1"])
     assert not host_allowed("http://127.0.0.1:8081/x", ["127.0.0.1:8080"])
 
 
@@ -212,12 +213,12 @@ def test_signed_header_whitespace_is_trimmed_as_botocore_does():
 
 def test_signing_across_midnight_rescopes_the_key_to_the_new_date(monkeypatch: pytest.MonkeyPatch) -> None:
     # The date string is cached per second and the signing key per scope date: both must move at midnight.
-    from airflow_cognito_iam.auth import signing
+    from airflow_cognito_iam.auth import sigv4
 
     auth = CognitoSigV4Auth(refreshable(), "eu-west-1", "execute-api", ["api.example.com:8443"])
     for moment in ("2026-11-26T23:59:59", "2026-11-27T00:00:01"):
         now = datetime.fromisoformat(moment).replace(tzinfo=UTC).timestamp()
-        monkeypatch.setattr(signing.time, "time", lambda now=now: now)
+        monkeypatch.setattr(sigv4.time, "time", lambda now=now: now)
         prepared = sign("https://api.example.com:8443/orders", params={"date": "x"}, auth=auth)
         match = _AUTH.fullmatch(prepared.headers["Authorization"])
         assert match
