@@ -49,8 +49,21 @@ log = logging.getLogger(__name__)
 
 Classifier = Callable[[BaseException], bool]
 
-#: HTTP statuses that mean "try again later" for an API behind API Gateway.
-TRANSIENT_HTTP_STATUSES = frozenset({429, 502, 503, 504})
+#: HTTP statuses that mean "try again later" (the AWS SDKs' standard retry mode, plus 408).
+TRANSIENT_HTTP_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+#: Client-side failures a retry cannot fix: TLS, a malformed header or URL, a redirect loop, a body
+#: that does not decode. They fail at once instead of being polled until a sensor's timeout.
+PERMANENT_REQUEST_ERRORS: tuple[type[requests.RequestException], ...] = (
+    requests.exceptions.SSLError,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.TooManyRedirects,
+    requests.exceptions.ContentDecodingError,
+    requests.exceptions.InvalidJSONError,
+)
 
 #: Cognito (user pool and identity pool) error codes that clear up on their own.
 TRANSIENT_COGNITO_CODES = frozenset(
@@ -155,7 +168,7 @@ def is_transient_cognito(exc: BaseException) -> bool:
 
 
 def is_transient_api(exc: BaseException) -> bool:
-    """True for API failures worth repeating: 429/502/503/504 responses, connection errors, timeouts."""
+    """True for API failures worth repeating: 408/429/5xx responses, connection errors, timeouts."""
     if _never_transient(exc):
         return False
     if isinstance(exc, TransientError):
@@ -163,9 +176,14 @@ def is_transient_api(exc: BaseException) -> bool:
     if isinstance(exc, requests.HTTPError):
         response = exc.response
         return response is not None and response.status_code in TRANSIENT_HTTP_STATUSES
-    if isinstance(exc, requests.exceptions.SSLError):
+    if is_permanent_request_error(exc):
         return False
-    return isinstance(exc, requests.ConnectionError | requests.Timeout)
+    return isinstance(exc, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError)
+
+
+def is_permanent_request_error(exc: BaseException) -> bool:
+    """True for requests errors a retry cannot fix (see ``PERMANENT_REQUEST_ERRORS``)."""
+    return isinstance(exc, PERMANENT_REQUEST_ERRORS)
 
 
 def is_transient_api_before_send(exc: BaseException) -> bool:
@@ -229,6 +247,9 @@ def describe_exception(exc: BaseException) -> str:
         return f"HTTP {exc.response.status_code} {exc.response.reason or ''}".rstrip()
     if isinstance(exc, TransientError):
         return str(exc)
+    if isinstance(exc, requests.exceptions.InvalidHeader):
+        # requests quotes the offending value, which can be an API key or a token.
+        return "InvalidHeader: a header name or value has leading whitespace, reserved characters or CR/LF"
     # Connection errors name the host and path, which helps; query strings could carry anything.
     return f"{type(exc).__name__}: {_QUERY.sub('?…', str(exc))[:300]}"
 

@@ -1,18 +1,19 @@
 """CognitoIamHook: a ``cognito_iam`` connection → signed, retried requests to an IAM-protected API.
 
-Thin on purpose: sign-in, exchange, refresh, caching, signing and retry policy live in
-``airflow_cognito_iam.auth`` (no Airflow there); this class reads the Connection, masks secrets,
-and wires the pieces together for operators, sensors and users' own tasks.
+Thin on purpose: sign-in, exchange, refresh, caching, signing, origin pinning and the request
+rules (retries, replayed bodies, redirects, deadlines) live in ``airflow_cognito_iam.auth`` (no
+Airflow there); this class reads the Connection, masks secrets, and wires the pieces together for
+operators, sensors and users' own tasks.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -23,49 +24,41 @@ from botocore.credentials import CredentialProvider, RefreshableCredentials
 
 from airflow_cognito_iam.auth.cache import cache_for
 from airflow_cognito_iam.auth.credentials import CognitoCredentialProvider, FrozenCredentials
-from airflow_cognito_iam.auth.errors import (
-    ApiRefusalError,
-    CognitoIamError,
-    ConfigurationError,
-    HostNotAllowedError,
-    TransientError,
-)
+from airflow_cognito_iam.auth.deadline import DeadlineHTTPAdapter
+from airflow_cognito_iam.auth.errors import CognitoIamError, ConfigurationError
 from airflow_cognito_iam.auth.models import CognitoTokens
-from airflow_cognito_iam.auth.retry import (
-    TRANSIENT_HTTP_STATUSES,
-    RetryPolicy,
-    describe_exception,
-    is_transient_api,
-    is_transient_api_before_send,
-    retry_after_of,
-)
+from airflow_cognito_iam.auth.origins import OriginPin
+from airflow_cognito_iam.auth.retry import RetryPolicy, describe_exception
 from airflow_cognito_iam.auth.settings import CognitoSettings
-from airflow_cognito_iam.auth.signing import BearerTokenAuth, CognitoSigV4Auth, canonical_netloc, host_allowed
+from airflow_cognito_iam.auth.signing import BearerTokenAuth, CognitoSigV4Auth
+from airflow_cognito_iam.auth.transport import AUTH_MODES, ApiTransport, AuthMode
 from airflow_cognito_iam.auth.user_pool import redact_botocore_debug_logs
 
 log = logging.getLogger(__name__)
 
-AuthMode = Literal["iam", "id_token", "access_token"]
-_MODES = ("iam", "id_token", "access_token")
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+__all__ = ["AuthMode", "CognitoIamHook"]
+
 _SECRET_EXTRAS = ("client_secret", "totp_secret")
-# API Gateway's IAM refusal:
-# "User: arn:...:assumed-role/ROLE/SESSION is not authorized to perform: ACTION on resource: ARN"
-_NOT_AUTHORIZED = re.compile(
-    r"User: (?P<principal>\S+) is not authorized to perform: (?P<action>\S+?)(?: on resource: (?P<resource>\S+?))?"
-    r"(?:[\s\"',}]|$)"
-)
-# "Signature expired" is clock skew, not stale credentials: a refresh would not help.
-_EXPIRED = re.compile(r"token\b.*\bexpired|ExpiredToken", re.IGNORECASE)
-# Signature-mismatch answers quote the canonical request, headers (session token) included.
-_ECHO = re.compile(r"(The Canonical String|The String-to-Sign|Canonical String for this request).*", re.DOTALL)
+_CREDENTIAL = re.compile(r"Credential=(?P<key>[A-Z0-9]+)/")
 
 
 def _mask(value: str | None) -> None:
-    """Register a secret with Airflow's masker; never fails (outside a task there is no supervisor)."""
+    """Register a secret with Airflow's masker; never fails (outside a task there is no supervisor).
+
+    Under ``airflow dags test`` the "supervisor" is this very process, and its comms log every
+    message at DEBUG, ``MaskSecret(value=...)`` included: there the value is only added to this
+    process's masker, so tokens and AWS keys do not reach that DEBUG line.
+    """
     if not value:
         return
     try:
+        from airflow.sdk.execution_time import task_runner
+
+        if type(getattr(task_runner, "SUPERVISOR_COMMS", None)).__name__ == "InProcessSupervisorComms":
+            from airflow.sdk._shared.secrets_masker import _secrets_masker
+
+            _secrets_masker().add_mask(value)
+            return
         from airflow.sdk.log import mask_secret
 
         mask_secret(value)
@@ -121,12 +114,13 @@ class CognitoIamHook(BaseHook):
     def settings(self) -> CognitoSettings:
         """The validated connection (built once); ConfigurationError names every bad field."""
         conn = self.get_connection(self.cognito_iam_conn_id)
-        extra = conn.extra_dejson
         _mask(conn.password)
-        for name in _SECRET_EXTRAS:
-            value = extra.get(name)
-            if isinstance(value, str):
-                _mask(value)
+        extra = _parse_extra(conn.extra, self.cognito_iam_conn_id)
+        if isinstance(extra, dict):
+            for name in _SECRET_EXTRAS:
+                value = extra.get(name)
+                if isinstance(value, str):
+                    _mask(value)
         return CognitoSettings.from_connection(
             host=conn.host,
             login=conn.login,
@@ -141,11 +135,16 @@ class CognitoIamHook(BaseHook):
         """The credential provider; shares cached credentials with other hooks of this connection."""
         return CognitoCredentialProvider(self.settings, cache=cache_for(self.settings), on_secret=_mask)
 
+    @cached_property
+    def pin(self) -> OriginPin:
+        """Origins signed requests may go to: the connection's, its allowed_hosts, and ours."""
+        s = self.settings
+        return OriginPin(s.api_base_url, (*s.allowed_hosts, *self._extra_hosts), allow_http=s.allow_http)
+
     @property
-    def allowed_hosts(self) -> tuple[str, ...]:
-        """Hosts signed requests may go to: the connection's host, its allowed_hosts, and ours."""
-        own = (self.settings.api_host,) if self.settings.api_host else ()
-        return (*own, *self.settings.allowed_hosts, *self._extra_hosts)
+    def allowed_hosts(self) -> list[str]:
+        """The pinned origins, as written in messages (``https://host``, ``http://127.0.0.1:8080``)."""
+        return self.pin.described()
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -180,19 +179,23 @@ class CognitoIamHook(BaseHook):
                 self.provider.get_refreshable_credentials(),
                 region or self.settings.signing_region,
                 service or self.settings.api_service,
-                allowed_hosts=self.allowed_hosts,
+                allowed_hosts=self.pin,
             )
         if mode == "id_token":
-            return BearerTokenAuth(lambda: self.provider.get_tokens().id_token, allowed_hosts=self.allowed_hosts)
+            return BearerTokenAuth(lambda: self.provider.get_tokens().id_token, allowed_hosts=self.pin)
         if mode == "access_token":
-            return BearerTokenAuth(lambda: self.provider.get_tokens().access_token, allowed_hosts=self.allowed_hosts)
-        problem = f"must be one of {', '.join(_MODES)}; got {mode!r}"
+            return BearerTokenAuth(lambda: self.provider.get_tokens().access_token, allowed_hosts=self.pin)
+        problem = f"must be one of {', '.join(AUTH_MODES)}; got {mode!r}"
         raise ConfigurationError({"mode": problem}, self.cognito_iam_conn_id)
 
     def get_session(self, mode: AuthMode = "iam") -> requests.Session:
         """A keep-alive ``requests.Session`` with auth attached, reused by every request of this hook."""
         if mode not in self._sessions:
             session = requests.Session()
+            # Sockets a per-attempt deadline can reach: `timeout` bounds the whole attempt.
+            adapter = DeadlineHTTPAdapter()
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
             session.auth = self.get_auth(mode=mode)
             session.verify = self.settings.verify
             self._sessions[mode] = session
@@ -211,11 +214,10 @@ class CognitoIamHook(BaseHook):
     # -- requests ---------------------------------------------------------------------------
 
     def url_for(self, endpoint: str) -> str:
-        """The connection host joined with ``endpoint``; an absolute URL must be an allowed host."""
+        """The connection host joined with ``endpoint``; the result must be a pinned origin."""
         parts = urlsplit(endpoint)
         if parts.scheme.lower() in ("http", "https") and parts.netloc:  # "orders:search" stays relative
-            if not host_allowed(endpoint, self.allowed_hosts):
-                raise HostNotAllowedError(canonical_netloc(endpoint), list(self.allowed_hosts))
+            self.pin.check(endpoint)
             return endpoint
         base = self.settings.api_base_url
         if not base:
@@ -223,7 +225,21 @@ class CognitoIamHook(BaseHook):
                 {"host": "the API base URL is required for relative endpoints, e.g. https://abc.execute-api.eu-west-1.amazonaws.com/prod"},
                 self.cognito_iam_conn_id,
             )
-        return f"{base.rstrip('/')}/{endpoint.lstrip('/')}" if endpoint else base
+        url = f"{base.rstrip('/')}/{endpoint.lstrip('/')}" if endpoint else base
+        self.pin.check(url)
+        return url
+
+    @cached_property
+    def transport(self) -> ApiTransport:
+        """The request rules for this connection (retries, bodies, redirects, deadlines, refusals)."""
+        return ApiTransport(
+            self.get_session,
+            self.pin,
+            timeout=self.settings.timeout,
+            policy=self.retry_policy,
+            refresh=self._refresh,
+            secrets=self.provider.known_secrets,
+        )
 
     def request(
         self,
@@ -238,104 +254,30 @@ class CognitoIamHook(BaseHook):
     ) -> requests.Response:
         """Send a signed request; retry transient failures, refresh expired credentials once.
 
-        429/502/503/504 and connection errors are retried with full-jitter backoff honouring
+        408/429/500/502/503/504 and connection errors are retried with full-jitter backoff honouring
         Retry-After. POST/PATCH are retried only when the request surely never reached the server
         (or on 429), unless ``retry_non_idempotent``. Other 4xx raise ApiRefusalError when
-        ``check_response``. ``stream=True`` is passed through.
+        ``check_response``. ``timeout`` is a total deadline per attempt. Every attempt sends the
+        whole body (files are rewound, generators spooled). Redirects are followed on the same
+        origin for GET/HEAD only. ``stream=True`` is passed through.
         """
-        method = method.upper()
-        url = self.url_for(endpoint)
-        session = self.get_session(mode)
-        requests_kwargs.setdefault("timeout", self.settings.timeout)
-        policy = retry_policy or self.retry_policy
-        repeatable = is_transient_api if method in _IDEMPOTENT or retry_non_idempotent else _safe_to_repeat
-        classifier = _not_from_cognito(repeatable)
-        where = _loggable(url)
-        state = {"attempt": 0, "refreshed": False}
-
-        def attempt() -> requests.Response:
-            while True:
-                state["attempt"] += 1
-                response = self._send(session, method, url, where, state["attempt"], requests_kwargs)
-                if response.status_code in TRANSIENT_HTTP_STATUSES:
-                    response.close()
-                    raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
-                if not state["refreshed"] and self._expired(response, mode):
-                    state["refreshed"] = True
-                    response.close()
-                    log.info("%s %s: credentials expired; refreshing once and retrying", method, where)
-                    self._refresh(mode)
-                    continue
-                return response
-
-        try:
-            response: requests.Response = policy.retrying(classifier, what=f"{method} {where}")(attempt)
-        except requests.RequestException as exc:
-            # Only reached when the classifier declined to repeat (e.g. a POST that may have landed).
-            hint = "" if repeatable is is_transient_api else "; not repeated (pass retry_non_idempotent=True if safe)"
-            raise TransientError(f"{method} {where} failed: {describe_exception(exc)}{hint}",
-                                 retry_after=retry_after_of(exc)) from exc
-        if check_response and response.status_code >= 400:
-            raise self._refusal(method, where, response)
-        return response
-
-    def _send(
-        self, session: requests.Session, method: str, url: str, where: str, attempt: int, kwargs: dict[str, Any]
-    ) -> requests.Response:
-        started = time.monotonic()
-        try:
-            response = session.request(method, url, **kwargs)
-        except requests.RequestException as exc:
-            elapsed = (time.monotonic() - started) * 1000
-            log.info("%s %s -> %s (%.0f ms, attempt %d)", method, where, describe_exception(exc), elapsed, attempt)
-            raise
-        elapsed = (time.monotonic() - started) * 1000
-        size = response.headers.get("Content-Length", "?")
-        if response.request is not None and response.request.url:
-            where = _loggable(str(response.request.url))  # with the names of params= keys too
-        log.info(
-            "%s %s -> %d, %s bytes, %.0f ms, attempt %d", method, where, response.status_code, size, elapsed, attempt
+        return self.transport.send(
+            method,
+            self.url_for(endpoint),
+            mode=mode,
+            retry_non_idempotent=retry_non_idempotent,
+            check_response=check_response,
+            retry_policy=retry_policy,
+            **requests_kwargs,
         )
-        return response
 
-    @staticmethod
-    def _expired(response: requests.Response, mode: AuthMode) -> bool:
-        # API Gateway: 403 + x-amzn-ErrorType ExpiredTokenException / "security token ... expired";
-        # user pool authorizers answer 401 "The incoming token has expired".
-        if response.status_code not in (401, 403):
-            return False
-        if mode == "iam" and response.status_code != 403:
-            return False
-        kind = response.headers.get("x-amzn-ErrorType", "")
-        return "ExpiredToken" in kind or bool(_EXPIRED.search(_api_message(response)))
-
-    def _refresh(self, mode: AuthMode) -> None:
+    def _refresh(self, mode: AuthMode, response: requests.Response) -> None:
         if mode == "iam":
-            self.provider.force_refresh()
+            sent = response.request.headers.get("Authorization", "") if response.request is not None else ""
+            match = _CREDENTIAL.search(str(sent))
+            self.provider.force_refresh(match["key"] if match else None)
         else:
             self.provider.force_refresh_tokens()
-
-    def _refusal(self, method: str, where: str, response: requests.Response) -> ApiRefusalError:
-        message = self._scrub(_api_message(response))
-        status = response.status_code
-        hint = ""
-        if match := _NOT_AUTHORIZED.search(message):
-            principal, action = match["principal"], match["action"]
-            role = _role_name(principal)
-            resource = f" on {match['resource']}" if match["resource"] else ""
-            hint = (
-                f" Role {role} may not {action}{resource}: an administrator must allow it in the role's "
-                "policy (or the API's resource policy), or set custom_role_arn to a role that may."
-            )
-        text = f"{method} {where} refused by the API (HTTP {status}): {message or response.reason}.{hint}"
-        return ApiRefusalError(text, status_code=status)
-
-    def _scrub(self, text: str) -> str:
-        text = _ECHO.sub("(canonical request omitted)", text)
-        for value in self.provider.known_secrets():
-            if len(value) >= 4:
-                text = text.replace(value, "***")
-        return text[:500]
 
     # -- connection test --------------------------------------------------------------------
 
@@ -356,50 +298,13 @@ class CognitoIamHook(BaseHook):
             return False, describe_exception(exc)
 
 
-def _not_from_cognito(classifier: Callable[[BaseException], bool]) -> Callable[[BaseException], bool]:
-    """``classifier``, except for our own errors raised while getting credentials or tokens.
-
-    Those come from the sign-in/exchange layer, which already spent its own retry budget;
-    repeating the request on top would multiply calls to a throttled Cognito.
-    """
-
-    def classify(exc: BaseException) -> bool:
-        return not isinstance(exc, CognitoIamError) and classifier(exc)
-
-    return classify
-
-
-def _safe_to_repeat(exc: BaseException) -> bool:
-    """For POST/PATCH: the request never reached the server, or the API said 429 (not processed)."""
-    if is_transient_api_before_send(exc):
-        return True
-    return isinstance(exc, requests.HTTPError) and exc.response is not None and exc.response.status_code == 429
-
-
-def _loggable(url: str) -> str:
-    """Path plus query *names* only: values can be personal data or tokens."""
-    parts = urlsplit(url)
-    names = [pair.partition("=")[0] for pair in parts.query.split("&") if pair]
-    return parts.path + (f"?{'&'.join(names)}" if names else "")
-
-
-def _api_message(response: requests.Response) -> str:
+def _parse_extra(extra: str | None, conn_id: str) -> Any:
+    """The extra JSON (any JSON value: settings say what is wrong with a non-object)."""
+    if not extra:
+        return {}
     try:
-        body = response.json()
-    except ValueError:
-        try:
-            return response.text.strip()[:500]
-        except Exception:
-            return ""
-    if isinstance(body, dict):
-        for key in ("message", "Message", "error", "errorMessage"):
-            if isinstance(body.get(key), str):
-                return str(body[key])
-    return str(body)[:500]
-
-
-def _role_name(principal: str) -> str:
-    # arn:aws:sts::123456789012:assumed-role/Cognito_PoolAuth_Role/CognitoIdentityCredentials
-    if ":assumed-role/" in principal:
-        return principal.split(":assumed-role/", 1)[1].split("/", 1)[0]
-    return principal
+        return json.loads(extra)
+    except ValueError as exc:
+        # The position only: the text itself may hold a client secret.
+        where = f"line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "?"
+        raise ConfigurationError({"extra": f"not valid JSON (at {where})"}, conn_id) from None

@@ -124,18 +124,24 @@ def test_cognito_classifier_retries_only_what_can_clear_up(exc: BaseException, e
         (http_error(502), True),
         (http_error(503), True),
         (http_error(504), True),
-        (http_error(500), False),
+        (http_error(500), True),
+        (http_error(408), True),
+        (http_error(501), False),
         (http_error(403), False),
         (http_error(404), False),
         (requests.ConnectionError("reset"), True),
         (requests.ConnectTimeout("slow connect"), True),
         (requests.ReadTimeout("slow read"), True),
         (requests.exceptions.SSLError("bad cert"), False),
+        (requests.exceptions.InvalidHeader("bad header"), False),
+        (requests.exceptions.InvalidURL("bad url"), False),
+        (requests.exceptions.TooManyRedirects("loop"), False),
+        (requests.exceptions.ChunkedEncodingError("cut"), True),
         (TransientError("503", retry_after=1), True),
         (AuthenticationError("no"), False),
     ],
 )
-def test_api_classifier_retries_429_502_503_504_and_connection_errors(exc: BaseException, expected: bool) -> None:
+def test_api_classifier_retries_408_429_5xx_and_connection_errors_only(exc: BaseException, expected: bool) -> None:
     assert is_transient_api(exc) is expected
 
 
