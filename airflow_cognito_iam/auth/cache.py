@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -140,6 +141,7 @@ class MemoryCredentialCache:
     def __init__(self, settings: CognitoSettings) -> None:
         self._key = f"{settings.cache_key()}:{secret_fingerprint(settings)}"
         self._lock = _memory_lock(self._key)
+        self.last_hit: str | None = None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -150,7 +152,9 @@ class MemoryCredentialCache:
     def load(self) -> CacheEntry | None:
         """The entry stored by any hook of this process for the same connection, if any."""
         with _MEMORY_GUARD:
-            return _MEMORY.get(self._key)
+            entry = _MEMORY.get(self._key)
+        self.last_hit = "memory" if entry is not None else None
+        return entry
 
     def store(self, entry: CacheEntry) -> None:
         """Remember the entry for the other hooks of this process."""
@@ -186,6 +190,24 @@ def derive_fernet_key(settings: CognitoSettings) -> bytes:
     return key
 
 
+class _UnsafeCacheError(Exception):
+    """The cache directory or a file in it could be controlled by another user."""
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # One warning per process and problem: a broken cache costs sign-ins, not log floods.
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning(message)
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.strerror or type(exc).__name__ if isinstance(exc, OSError) else str(exc)
+
+
 class FileCredentialCache:
     """Encrypted one-file-per-connection cache shared by the task processes on one worker."""
 
@@ -196,6 +218,7 @@ class FileCredentialCache:
         self.path = self._dir / f"{key}.bin"
         self._lock_path = self._dir / f"{key}.lock"
         self._fernet: Fernet | None = None
+        self.last_hit: str | None = None
 
     @property
     def fernet(self) -> Fernet:
@@ -204,19 +227,48 @@ class FileCredentialCache:
         return self._fernet
 
     def _ensure_dir(self) -> None:
-        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # mkdir's mode is masked by umask and ignored for an existing directory.
-        if self._dir.stat().st_mode & 0o077:
-            os.chmod(self._dir, 0o700)
+        """Create the directory 0700, or accept an existing one only if this user owns it.
+
+        A directory someone else owns could be swapped or filled by them. One this process did
+        not create is never chmod-ed: as root with a shared 1777 directory, that would take the
+        sticky bit away from everyone.
+        """
+        try:
+            self._dir.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(self._dir, 0o700)  # ours: fix what the umask did to mkdir's mode
+            return
+        info = os.stat(self._dir)
+        if not stat.S_ISDIR(info.st_mode):
+            raise _UnsafeCacheError(f"{self._dir} is not a directory")
+        if info.st_uid != os.getuid():
+            raise _UnsafeCacheError(f"cache directory {self._dir} is owned by uid {info.st_uid}, not this user")
+
+    def _open_own(self, path: Path, flags: int) -> int:
+        """Open a file in the cache directory without following symlinks; it must be ours and regular."""
+        fd = os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            os.close(fd)
+            raise _UnsafeCacheError(f"{path.name} in the cache directory is not a regular file of this user")
+        return fd
+
+    def _open_lock_file(self) -> int:
+        try:
+            return self._open_own(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            return self._open_own(self._lock_path, os.O_RDWR)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Exclusive flock on a side file, bounded: after the wait a process proceeds on its own."""
         try:
             self._ensure_dir()
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            log.warning("Credential cache lock unavailable (%s); continuing without it", exc.strerror)
+            fd = self._open_lock_file()
+        except (OSError, _UnsafeCacheError) as exc:
+            _warn_once(f"Credential cache lock unavailable ({_reason(exc)}); continuing without it")
             yield
             return
         try:
@@ -242,15 +294,23 @@ class FileCredentialCache:
 
     def load(self) -> CacheEntry | None:
         """The decrypted entry, or None when missing, unreadable, tampered with or for other secrets."""
+        self.last_hit = None
         try:
-            blob = self.path.read_bytes()
-        except OSError:
+            fd = self._open_own(self.path, os.O_RDONLY)
+        except FileNotFoundError:
             return None
+        except (OSError, _UnsafeCacheError) as exc:
+            _warn_once(f"Ignoring the shared credential cache entry ({_reason(exc)})")
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            blob = handle.read()
         try:
             data = json.loads(self.fernet.decrypt(blob))
             if data.get("v") != _FORMAT_VERSION or data.get("key") != self._settings.cache_key():
                 return None
-            return CacheEntry.from_json(data["entry"])
+            entry = CacheEntry.from_json(data["entry"])
+            self.last_hit = "shared"
+            return entry
         except (InvalidToken, ValueError, KeyError, TypeError, AttributeError):
             # Corrupt, written with other secrets (e.g. before a password change), or an old format.
             log.debug("Ignoring unreadable credential cache entry %s", self.path.name)
@@ -263,7 +323,8 @@ class FileCredentialCache:
         ).encode()
         try:
             self._ensure_dir()
-            fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".", suffix=".tmp")  # mkstemp creates 0600
+            # mkstemp: O_EXCL, 0600; rename replaces a planted symlink itself, never its target.
+            fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(self.fernet.encrypt(payload))
@@ -274,8 +335,8 @@ class FileCredentialCache:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
-        except OSError as exc:
-            log.warning("Could not write the credential cache (%s); later tasks will sign in", exc.strerror)
+        except (OSError, _UnsafeCacheError) as exc:
+            _warn_once(f"Could not write the credential cache ({_reason(exc)}); later tasks will sign in")
 
 
 class SharedCredentialCache:
@@ -284,6 +345,7 @@ class SharedCredentialCache:
     def __init__(self, settings: CognitoSettings, directory: Path | None = None) -> None:
         self.memory = MemoryCredentialCache(settings)
         self.file = FileCredentialCache(settings, directory)
+        self.last_hit: str | None = None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -295,11 +357,11 @@ class SharedCredentialCache:
         """The fresher of the in-process and on-disk entries (another process may have refreshed)."""
         in_memory = self.memory.load()
         on_disk = self.file.load()
-        if in_memory is None:
+        if in_memory is None or (on_disk is not None and _expiration(on_disk) > _expiration(in_memory)):
+            self.last_hit = "shared" if on_disk is not None else None
             return on_disk
-        if on_disk is None:
-            return in_memory
-        return on_disk if _expiration(on_disk) > _expiration(in_memory) else in_memory
+        self.last_hit = "memory"
+        return in_memory
 
     def store(self, entry: CacheEntry) -> None:
         """Store in both layers."""

@@ -7,6 +7,7 @@ botocore's refresh windows and lock decide when (and in which single thread) the
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,10 +17,13 @@ from typing import Any, cast
 from botocore.credentials import RefreshableCredentials
 
 from airflow_cognito_iam.auth.cache import CacheEntry, CredentialCache
+from airflow_cognito_iam.auth.errors import ClockSkewError
 from airflow_cognito_iam.auth.identity_pool import IdentityPoolExchanger, IdTokenRejectedError
 from airflow_cognito_iam.auth.models import CognitoTokens, IdentityCredentials
 from airflow_cognito_iam.auth.settings import CognitoSettings
-from airflow_cognito_iam.auth.user_pool import UserPoolAuthenticator
+from airflow_cognito_iam.auth.user_pool import CLOCK_SKEW_SECONDS, UserPoolAuthenticator
+
+log = logging.getLogger(__name__)
 
 TimeFetcher = Callable[[], datetime]
 #: Called with every secret value received (tokens, keys) so the Airflow layer can mask it.
@@ -110,7 +114,11 @@ class CognitoCredentialProvider:
         self._entry: CacheEntry | None = None
         self._credentials: CognitoRefreshableCredentials | None = None
         self._force = False
+        self._rejected: str | None = None
         self._lock = threading.RLock()
+        self._announced = False
+        #: Where the credentials (or tokens) in use came from, for the one INFO line per task.
+        self.source: str | None = None
 
     # -- lazily built Cognito clients: a provider served from cache never creates one ------------
     @property
@@ -158,6 +166,8 @@ class CognitoCredentialProvider:
         return remaining > advisory
 
     def _adopt(self, entry: CacheEntry) -> None:
+        layer = getattr(self._cache, "last_hit", None) or "memory"
+        self.source = f"{layer} cache hit"
         self._entry = entry
         if entry.tokens is not None:
             self._tokens = entry.tokens
@@ -180,6 +190,7 @@ class CognitoCredentialProvider:
             if cached is not None and self._tokens_usable(cached.tokens, now):
                 self._adopt(cached)
                 assert cached.tokens is not None
+                self._announce_tokens()
                 return cached.tokens
             if self._tokens_usable(self._tokens, now):
                 assert self._tokens is not None
@@ -187,7 +198,14 @@ class CognitoCredentialProvider:
             tokens = self._renew_tokens(cached, now)
             entry = CacheEntry(tokens, cached.credentials if cached else None, cached.issued_at if cached else None)
             self._store(entry)
+            self._announce_tokens(renewed=True)
             return tokens
+
+    def _announce_tokens(self, renewed: bool = False) -> None:
+        # Bearer modes never hold AWS credentials: name only the tokens.
+        if self._credentials is None:
+            entry = self._entry
+            self._announce(CacheEntry(entry.tokens) if entry is not None else None, renewed)
 
     def _renew_tokens(self, cached: CacheEntry | None, now: datetime) -> CognitoTokens:
         # A refresh token from any earlier process spares a full sign-in.
@@ -197,7 +215,30 @@ class CognitoCredentialProvider:
         tokens = self.authenticator.get_valid_tokens(current, now, self.token_margin)
         self._tokens = tokens
         self._reveal(tokens.id_token, tokens.access_token, tokens.refresh_token)
+        method = getattr(self.authenticator, "last_method", None)
+        self.source = {"refresh": "refreshed with the refresh token", "sign-in": "full sign-in"}.get(
+            method or "", self.source or "full sign-in"
+        )
         return tokens
+
+    def _announce(self, entry: CacheEntry | None, renewed: bool) -> None:
+        """One INFO line per task (and per renewal): where the credentials came from, never a secret."""
+        if self._announced and not renewed:
+            return
+        self._announced = True
+        who = self.settings.principal
+        if entry is not None and entry.credentials is not None:
+            c = entry.credentials
+            log.info(
+                "Cognito credentials for %s: %s (identity %s, expires %s)",
+                who,
+                self.source,
+                c.identity_id,
+                c.expiration.isoformat(timespec="seconds"),
+            )
+        elif self._tokens is not None:
+            expires = self._tokens.expires_at.isoformat(timespec="seconds")
+            log.info("Cognito tokens for %s: %s (expires %s)", who, self.source, expires)
 
     def _store(self, entry: CacheEntry) -> None:
         self._entry = entry
@@ -208,14 +249,21 @@ class CognitoCredentialProvider:
         return self._cache.lock() if self._cache is not None else contextlib.nullcontext()
 
     def fetch(self) -> CacheEntry:
-        """Credentials valid beyond the refresh window: from the cache, else from Cognito (then cached)."""
+        """Credentials valid beyond the refresh window: from the cache, else from Cognito (then cached).
+
+        After the API rejected credentials (``force_refresh``), a cached entry holding *other*
+        credentials is another process's refresh: it is used instead of exchanging again, so N
+        processes that all see a revocation refresh once per cache entry, not once each.
+        """
         with self._lock, self._cache_lock():
             now = self._now()
             force, self._force = self._force, False
+            rejected, self._rejected = self._rejected, None
             cached = self._load_cached()
-            if not force and self._credentials_usable(cached, now):
+            if self._credentials_usable(cached, now) and (not force or _replaced(cached, rejected)):
                 assert cached is not None
                 self._adopt(cached)
+                self._announce(cached, renewed=False)
                 return cached
             if not force and self._credentials_usable(self._entry, now):
                 assert self._entry is not None
@@ -225,18 +273,43 @@ class CognitoCredentialProvider:
                 tokens = self._renew_tokens(cached, now)
             else:
                 self._tokens = tokens
+                self.source = "exchanged the cached ID token"
+            self._seed_identity(cached)
             try:
                 credentials = self.exchanger.get_credentials(tokens.id_token)
             except IdTokenRejectedError:
                 # A cached ID token can be revoked or clock-skewed: one fresh sign-in, then give up.
                 tokens = self.authenticator.sign_in()
+                self.source = "full sign-in"
                 self._tokens = tokens
                 self._reveal(tokens.id_token, tokens.access_token, tokens.refresh_token)
                 credentials = self.exchanger.get_credentials(tokens.id_token)
             self._reveal(credentials.access_key_id, credentials.secret_access_key, credentials.session_token)
+            self._refuse_if_expired_on_arrival(credentials)
             entry = CacheEntry(tokens, credentials, self._now())
             self._store(entry)
+            self._announce(entry, renewed=True)
             return entry
+
+    def _refuse_if_expired_on_arrival(self, credentials: IdentityCredentials) -> None:
+        # Fresh credentials live about an hour; "already expired" can only mean this clock is wrong
+        # (botocore would otherwise loop into "refreshed credentials are still expired").
+        remaining = (credentials.expiration - self._now()).total_seconds()
+        offset = getattr(self.exchanger, "server_offset", None)
+        skewed = offset is not None and abs(offset) > CLOCK_SKEW_SECONDS
+        if remaining > 0 or not (skewed or remaining < -CLOCK_SKEW_SECONDS):
+            return  # short-lived credentials on a slow machine: botocore refreshes them again
+        raise ClockSkewError(
+            offset if offset is not None else remaining,
+            f"identity pool credentials for {self.settings.principal} expire at "
+            f"{credentials.expiration.isoformat(timespec='seconds')}, already past by this worker's clock",
+        )
+
+    def _seed_identity(self, cached: CacheEntry | None) -> None:
+        # The identity id of a user never changes: a process that finds one spares a GetId call.
+        for entry in (cached, self._entry):
+            if entry is not None and entry.credentials is not None and self.exchanger.identity_id is None:
+                self.exchanger.remember_identity(entry.credentials.identity_id)
 
     def _metadata(self) -> dict[str, Any]:
         """The refresh callback botocore calls; also retunes the windows to the new lifetime."""
@@ -323,15 +396,30 @@ class CognitoCredentialProvider:
                 values += [tokens.id_token, tokens.access_token, tokens.refresh_token]
         return tuple(v for v in values if v)
 
-    def force_refresh(self) -> None:
-        """Replace the credentials now (the API said they expired), bypassing cache and windows."""
+    def force_refresh(self, rejected_access_key: str | None = None) -> None:
+        """Replace the credentials now (the API said they expired), bypassing windows.
+
+        ``rejected_access_key`` names the credentials the API refused: if the cache already holds
+        others, those are used and Cognito is not called.
+        """
         with self._lock:
             self._force = True
+            self._rejected = rejected_access_key
             if self._credentials is None:
                 self.get_refreshable_credentials()
                 return
             credentials = self._credentials
         credentials.force_refresh()
+
+
+def _replaced(entry: CacheEntry | None, rejected: str | None) -> bool:
+    """True when ``entry`` holds credentials other than the rejected ones (another process refreshed)."""
+    return (
+        rejected is not None
+        and entry is not None
+        and entry.credentials is not None
+        and entry.credentials.access_key_id != rejected
+    )
 
 
 def _to_metadata(credentials: IdentityCredentials) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from airflow_cognito_iam.auth.errors import (
     ConfigurationError,
 )
 from airflow_cognito_iam.auth.models import IdentityCredentials
-from airflow_cognito_iam.auth.retry import RetryPolicy, describe_exception, is_transient_cognito
+from airflow_cognito_iam.auth.retry import RetryPolicy, describe_exception
 from airflow_cognito_iam.auth.settings import CognitoSettings
-from airflow_cognito_iam.auth.user_pool import build_cognito_client, scrub
+from airflow_cognito_iam.auth.user_pool import build_cognito_client, call_cognito, scrub, server_clock_offset
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,17 @@ class IdentityPoolExchanger:
         self._client = client
         self._policy = retry_policy or RetryPolicy.from_settings(settings)
         self._identity_id: str | None = None
+        #: Server time minus local time at the last answer (seconds), to explain clock skew.
+        self.server_offset: float | None = None
 
     @property
     def identity_id(self) -> str | None:
         """The Cognito identity id, known after the first exchange."""
         return self._identity_id
+
+    def remember_identity(self, identity_id: str) -> None:
+        """Use an identity id found in a cache: the next exchange skips GetId."""
+        self._identity_id = identity_id
 
     def get_credentials(self, id_token: str) -> IdentityCredentials:
         """Temporary AWS credentials for the user holding ``id_token``."""
@@ -89,11 +95,11 @@ class IdentityPoolExchanger:
         if self._client is None:
             self._client = build_cognito_client("cognito-identity", self.settings)
         try:
-            response: dict[str, Any] = self._policy.retrying(is_transient_cognito, what=what)(
-                getattr(self._client, operation), **kwargs
-            )
+            response = call_cognito(self._client, operation, self._policy, what, self.settings.timeout, **kwargs)
         except ClientError as exc:
+            self.server_offset = server_clock_offset(exc)
             raise self._map_error(exc, operation, id_token) from None
+        self.server_offset = server_clock_offset(response)
         return response
 
     def _map_error(self, exc: ClientError, operation: str, id_token: str) -> CognitoIamError:

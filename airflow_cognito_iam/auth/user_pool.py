@@ -17,18 +17,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import boto3
 import pyotp
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from pycognito.aws_srp import AWSSRP
 
 from airflow_cognito_iam import __version__
+from airflow_cognito_iam.auth.deadline import AttemptDeadline, install_on_boto3_client
 from airflow_cognito_iam.auth.errors import (
     AuthenticationError,
+    ClockSkewError,
     CognitoIamError,
     ConfigurationError,
 )
@@ -40,6 +43,8 @@ log = logging.getLogger(__name__)
 
 CognitoService = Literal["cognito-idp", "cognito-identity"]
 
+#: Cognito refuses SRP timestamps about 5 minutes off; past this the clock is the likely cause.
+CLOCK_SKEW_SECONDS = 240.0
 #: TOTP step Cognito uses (RFC 6238 default).
 TOTP_STEP_SECONDS = 30
 _MAX_CHALLENGES = 4
@@ -145,7 +150,40 @@ def build_cognito_client(service: CognitoService, settings: CognitoSettings, *, 
     redact_botocore_debug_logs()
     # A private session: boto3's default session is not thread-safe and may hold a user's profile.
     session = boto3.session.Session()
-    return session.client(service, region_name=region, endpoint_url=endpoint, verify=settings.verify, config=config)
+    client = session.client(service, region_name=region, endpoint_url=endpoint, verify=settings.verify, config=config)
+    install_on_boto3_client(client)  # so `timeout` bounds each whole call, not each socket read
+    return client
+
+
+def call_cognito(
+    client: Any, operation: str, policy: RetryPolicy, what: str, timeout: float, **kwargs: Any
+) -> dict[str, Any]:
+    """One Cognito call: retried per ``policy``, each attempt under a total deadline of ``timeout``."""
+
+    def attempt() -> dict[str, Any]:
+        with AttemptDeadline(timeout, what) as watch:
+            try:
+                result: dict[str, Any] = getattr(client, operation)(**kwargs)
+                return result
+            except (BotoCoreError, OSError):
+                if watch.fired:
+                    raise ReadTimeoutError(endpoint_url=f"{what} (no complete answer within {timeout:g} s)") from None
+                raise
+
+    response: dict[str, Any] = policy.retrying(is_transient_cognito, what=what)(attempt)
+    return response
+
+
+def server_clock_offset(exc_or_response: ClientError | dict[str, Any]) -> float | None:
+    """Server time minus local time, from the Date header of a Cognito answer (None if absent)."""
+    response = exc_or_response.response if isinstance(exc_or_response, ClientError) else exc_or_response
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    if not date:
+        return None
+    try:
+        return parsedate_to_datetime(date).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
 
 
 def secret_hash(username: str, client_id: str, client_secret: str) -> str:
@@ -208,6 +246,8 @@ class UserPoolAuthenticator:
         self._sleep = sleep
         self._wall_time = wall_time
         self._totp_ledger = totp_ledger or _SHARED_TOTP_LEDGER
+        #: "refresh" or "sign-in": how get_valid_tokens last renewed the tokens.
+        self.last_method: str | None = None
 
     # -- public API -------------------------------------------------------------------------
 
@@ -262,12 +302,16 @@ class UserPoolAuthenticator:
             return current
         if current is not None and current.refresh_token:
             try:
-                return self.refresh(current)
+                tokens = self.refresh(current)
+                self.last_method = "refresh"
+                return tokens
             except (AuthenticationError, ConfigurationError) as exc:
                 # Refresh tokens expire (30 days by default) or get revoked; a full sign-in either
                 # works or raises its own, clearer error. Transient errors propagate: no hammering.
                 log.info("Refresh failed for user %s (%s); signing in again", self._user, type(exc).__name__)
-        return self.sign_in()
+        tokens = self.sign_in()
+        self.last_method = "sign-in"
+        return tokens
 
     # -- flows ------------------------------------------------------------------------------
 
@@ -395,12 +439,14 @@ class UserPoolAuthenticator:
     def _call(self, operation: str, flow: str, **kwargs: Any) -> dict[str, Any]:
         what = f"Cognito {operation} for {self._who(flow)}"
         try:
-            response: dict[str, Any] = self._policy.retrying(is_transient_cognito, what=what)(
-                getattr(self._client, operation), **kwargs
-            )
+            return call_cognito(self._client, operation, self._policy, what, self.settings.timeout, **kwargs)
         except ClientError as exc:
+            offset = server_clock_offset(exc)
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "NotAuthorizedException" and offset is not None and abs(offset) > CLOCK_SKEW_SECONDS:
+                # SRP proofs carry a timestamp Cognito checks; a skewed clock reads as a wrong password.
+                raise ClockSkewError(offset, f"Cognito refused {self._who(flow)}") from None
             raise self._map_error(exc, flow, kwargs) from None
-        return response
 
     def _map_error(self, exc: ClientError, flow: str, request: dict[str, Any]) -> CognitoIamError:
         s = self.settings

@@ -75,12 +75,62 @@ def test_file_is_0600_in_a_0700_directory_and_holds_no_plaintext_secret(tmp_path
     assert "alice" not in cache.path.name
 
 
-def test_existing_world_readable_directory_is_tightened(tmp_path: Path):
-    directory = tmp_path / "loose"
-    directory.mkdir(mode=0o755)
-    os.chmod(directory, 0o755)
-    FileCredentialCache(settings(), directory).store(entry())
-    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+def test_a_new_directory_is_0700_whatever_the_umask(tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        FileCredentialCache(settings(), tmp_path / "new" / "cache").store(entry())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new" / "cache").stat().st_mode) == 0o700
+
+
+def test_an_existing_directory_is_never_chmodded(tmp_path: Path):
+    # e.g. a shared 1777 directory used as cache dir by root: it must keep its sticky bit.
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    os.chmod(directory, 0o1777)
+    cache = FileCredentialCache(settings(), directory)
+    cache.store(entry())
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o1777
+    assert stat.S_IMODE(cache.path.stat().st_mode) == 0o600
+    assert cache.load() is not None
+
+
+def test_a_planted_lock_symlink_is_not_followed(tmp_path: Path):
+    directory = tmp_path / "cache"
+    cache = FileCredentialCache(settings(), directory)
+    cache.store(entry())
+    target = tmp_path / "victim-file"
+    cache._lock_path.symlink_to(target)
+    with cache.lock():
+        cache.store(entry())
+    assert not target.exists(), "the lock must not create the file a symlink points to"
+    assert cache.load() is not None
+
+
+def test_a_planted_entry_symlink_is_not_read(tmp_path: Path):
+    directory = tmp_path / "cache"
+    writer = FileCredentialCache(settings(), tmp_path / "elsewhere")
+    writer.store(entry())
+    cache = FileCredentialCache(settings(), directory)
+    directory.mkdir(mode=0o700)
+    cache.path.symlink_to(writer.path)  # a valid entry, but reached through a link
+    assert cache.load() is None
+
+
+def test_a_directory_owned_by_someone_else_is_refused(tmp_path: Path, caplog):
+    if os.getuid() != 0:
+        pytest.skip("needs root to give the directory to another user")
+    directory = tmp_path / "theirs"
+    directory.mkdir(mode=0o777)
+    os.chown(directory, 65534, 65534)
+    cache = FileCredentialCache(settings(), directory)
+    cache.store(entry())
+    with cache.lock():
+        pass
+    assert cache.load() is None
+    assert list(directory.iterdir()) == []
+    assert "owned by uid 65534" in caplog.text
 
 
 def test_another_password_cannot_read_the_entry(tmp_path: Path):
