@@ -18,12 +18,41 @@ from types import TracebackType
 from typing import IO, Any, Self
 from urllib.parse import unquote, urlsplit
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 log = logging.getLogger(__name__)
 
 #: S3 requires parts of at least 5 MiB (except the last); 8 MiB keeps memory flat and requests few.
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
 SUPPORTED_SCHEMES = ("s3", "file")
+
+
+class StorageError(Exception):
+    """Writing to the destination failed; the message names the bucket and key (or the path).
+
+    ``permanent`` is True when repeating cannot help (no such bucket, access denied).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+#: S3 answers that a retry of the task cannot fix.
+_PERMANENT_S3_CODES = frozenset(
+    {
+        "NoSuchBucket",
+        "AccessDenied",
+        "InvalidBucketName",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccountProblem",
+        "InvalidArgument",
+        "KMS.NotFoundException",
+    }
+)
 
 
 class Sink(ABC):
@@ -50,11 +79,15 @@ class Sink(ABC):
         self.lines_written += 1
 
     def commit(self) -> None:
-        """Make everything written visible at the destination, atomically."""
+        """Make everything written visible at the destination, atomically; on failure, abort."""
         if self._closed:
             return
+        try:
+            self._commit()
+        except BaseException:
+            self.abort()  # still open here, so the parts and temporary files really go
+            raise
         self._closed = True
-        self._commit()
 
     def abort(self) -> None:
         """Discard everything written; never raises, so it cannot hide the original error."""
@@ -63,8 +96,13 @@ class Sink(ABC):
         self._closed = True
         try:
             self._abort()
-        except Exception:
-            log.exception("Could not clean up after a failed write to %s", self.uri)
+        except Exception as exc:
+            log.warning("Could not clean up after a failed write to %s: %s", self.uri, type(exc).__name__)
+
+    @property
+    def closed(self) -> bool:
+        """True once committed or aborted."""
+        return self._closed
 
     def __enter__(self) -> Self:
         return self
@@ -76,11 +114,7 @@ class Sink(ABC):
         tb: TracebackType | None,
     ) -> None:
         if exc_type is None:
-            try:
-                self.commit()
-            except BaseException:
-                self.abort()
-                raise
+            self.commit()
         else:
             self.abort()
 
@@ -112,7 +146,10 @@ class FileSink(Sink):
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        os.replace(self._tmp_path, self.path)
+        try:
+            os.replace(self._tmp_path, self.path)
+        except OSError as exc:
+            raise StorageError(f"could not move the finished file into place at {self.path}: {exc.strerror}") from exc
         # fsync the directory too, or the rename itself may be lost on power failure.
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
@@ -168,34 +205,49 @@ class S3Sink(Sink):
             del self._buffer[: self.part_size]
             self._upload_part(body)
 
+    def _s3(self, operation: str, **kwargs: Any) -> Any:
+        """Call the S3 client; a failure names the bucket and key (botocore's own message does not)."""
+        try:
+            return getattr(self._client, operation)(Bucket=self.bucket, Key=self.key, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            hint = (
+                f": bucket {self.bucket!r} does not exist (or is in another account/region)"
+                if code == "NoSuchBucket"
+                else ""
+            )
+            raise StorageError(
+                f"S3 {exc.operation_name} of {self.uri} (bucket {self.bucket!r}, key {self.key!r}) failed: "
+                f"{code} (HTTP {status}){hint}",
+                permanent=code in _PERMANENT_S3_CODES,
+            ) from None
+        except BotoCoreError as exc:
+            raise StorageError(
+                f"S3 {operation} of {self.uri} (bucket {self.bucket!r}, key {self.key!r}) failed: {type(exc).__name__}"
+            ) from exc
+
     def _upload_part(self, body: bytes) -> None:
         if self._upload_id is None:
-            created = self._client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self._extra_args())
+            created = self._s3("create_multipart_upload", **self._extra_args())
             self._upload_id = created["UploadId"]
         number = len(self._parts) + 1
-        result = self._client.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=body
-        )
+        result = self._s3("upload_part", UploadId=self._upload_id, PartNumber=number, Body=body)
         self._parts.append({"PartNumber": number, "ETag": result["ETag"]})
 
     def _commit(self) -> None:
         if self._upload_id is None:
-            self._client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer), **self._extra_args())
+            self._s3("put_object", Body=bytes(self._buffer), **self._extra_args())
         else:
             if self._buffer:
                 self._upload_part(bytes(self._buffer))
-            self._client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self._upload_id,
-                MultipartUpload={"Parts": self._parts},
-            )
+            self._s3("complete_multipart_upload", UploadId=self._upload_id, MultipartUpload={"Parts": self._parts})
         self._buffer = bytearray()
 
     def _abort(self) -> None:
         self._buffer = bytearray()
         if self._upload_id is not None:
-            self._client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+            self._s3("abort_multipart_upload", UploadId=self._upload_id)
 
 
 def parse_destination(uri: str) -> tuple[str, str, str]:

@@ -7,10 +7,12 @@ owns what a task needs around them: pagination, checks and filters, and where th
 
 from __future__ import annotations
 
+import contextlib
 import json as jsonlib
+import socket
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -19,37 +21,58 @@ from airflow.sdk.bases.decorator import determine_kwargs
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
+from airflow_cognito_iam.auth.bodies import BodyTooLargeError, decode_text, read_capped
+from airflow_cognito_iam.auth.deadline import watching_body
 from airflow_cognito_iam.auth.errors import (
     ApiRefusalError,
     AuthenticationError,
+    ClockSkewError,
     ConfigurationError,
     HostNotAllowedError,
+    TransientError,
 )
 from airflow_cognito_iam.auth.retry import RetryPolicy
-from airflow_cognito_iam.storage import Sink, open_sink, parse_destination
+from airflow_cognito_iam.auth.settings import MAX_RETRY_SECONDS, parse_number
+from airflow_cognito_iam.auth.transport import AUTH_MODES, IDEMPOTENT_METHODS, METHODS, AuthMode, check_headers
+from airflow_cognito_iam.storage import Sink, StorageError, open_sink, parse_destination
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
 
-AuthMode = Literal["iam", "id_token", "access_token"]
-AUTH_MODES: tuple[str, ...] = get_args(AuthMode)
-METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
-#: RFC 9110 §9.2.2: repeating these cannot change the outcome, so a broken body may be fetched again.
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+__all__ = [
+    "AUTH_MODES",
+    "AuthMode",
+    "CognitoIamApiOperator",
+    "CognitoIamRetryableError",
+    "XComTooLargeError",
+    "is_broken_body",
+    "merge_request",
+]
+
 #: Keys a ``pagination`` callable may return; dict values merge over the current request's.
 PAGINATION_KEYS = frozenset({"endpoint", "query", "json", "data", "headers"})
 DEFAULT_MAX_XCOM_BYTES = 1024 * 1024
+#: Pages read for pagination or response_filter are held in memory: at most this much, decoded.
+DEFAULT_MAX_PAGE_BYTES = 64 * 1024 * 1024
 #: Read size when streaming a body to storage: large enough for throughput, small next to a part.
 STREAM_CHUNK_BYTES = 1024 * 1024
 
 #: Errors retrying cannot fix: fail the task without Airflow's task-level retries.
-_PERMANENT_ERRORS = (ConfigurationError, AuthenticationError, ApiRefusalError, ValueError)
+_PERMANENT_ERRORS = (ConfigurationError, AuthenticationError, ApiRefusalError, ClockSkewError, ValueError)
 
 
 class XComTooLargeError(AirflowFailException):
     """The result is too big for XCom; the user should stream it to ``destination`` instead."""
+
+
+class CognitoIamRetryableError(AirflowException):
+    """A transient failure outlasted the per-request retries: Airflow's task ``retries`` apply."""
+
+
+class TaskInterruptedError(AirflowException):
+    """The task was told to stop (SIGTERM) while writing; the partial upload was discarded."""
 
 
 def is_broken_body(exc: BaseException) -> bool:
@@ -135,6 +158,7 @@ class CognitoIamApiOperator(BaseOperator):
         destination: str | None = None,
         aws_conn_id: str | None = "aws_default",
         max_xcom_bytes: int = DEFAULT_MAX_XCOM_BYTES,
+        max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
         max_attempts: int = 5,
         max_retry_seconds: float = 60.0,
         retry_non_idempotent: bool = False,
@@ -142,19 +166,18 @@ class CognitoIamApiOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        problems = []
+        numbers: dict[str, str] = {}
+        parse_number(max_xcom_bytes, "max_xcom_bytes", 1, 2**40, numbers, integral=True)
+        parse_number(max_page_bytes, "max_page_bytes", 1, 2**40, numbers, integral=True)
+        parse_number(max_attempts, "max_attempts", 1, 100, numbers, integral=True)
+        parse_number(max_retry_seconds, "max_retry_seconds", 0, MAX_RETRY_SECONDS, numbers)
+        problems = [f"{name} {problem}" for name, problem in numbers.items()]
         if auth not in AUTH_MODES:
             problems.append(f"auth={auth!r} must be one of {list(AUTH_MODES)}")
-        if method.upper() not in METHODS:
+        if not isinstance(method, str) or method.upper() not in METHODS:
             problems.append(f"method={method!r} must be one of {sorted(METHODS)}")
         if json is not None and data is not None:
             problems.append("give either json or data, not both")
-        if max_xcom_bytes < 1:
-            problems.append("max_xcom_bytes must be positive")
-        if max_attempts < 1:
-            problems.append("max_attempts must be at least 1")
-        if max_retry_seconds < 0:
-            problems.append("max_retry_seconds must not be negative")
         if isinstance(allowed_hosts, str):
             problems.append("allowed_hosts must be a list of host names, not one string")
         if problems:
@@ -172,11 +195,14 @@ class CognitoIamApiOperator(BaseOperator):
         self.response_filter = response_filter
         self.destination = destination
         self.aws_conn_id = aws_conn_id
-        self.max_xcom_bytes = max_xcom_bytes
-        self.max_attempts = max_attempts
+        self.max_xcom_bytes = int(max_xcom_bytes)
+        self.max_page_bytes = int(max_page_bytes)
+        self.max_attempts = int(max_attempts)
         self.max_retry_seconds = max_retry_seconds
         self.retry_non_idempotent = retry_non_idempotent
         self.allowed_hosts = tuple(allowed_hosts)
+        self._active_sink: Sink | None = None
+        self._active_response: requests.Response | None = None
 
     @cached_property
     def request_retry_policy(self) -> RetryPolicy:
@@ -196,6 +222,7 @@ class CognitoIamApiOperator(BaseOperator):
         try:
             if self.destination:
                 parse_destination(self.destination)
+            check_headers(self.headers)
             # Resolves the connection and refuses a foreign host before any network call.
             self.hook.url_for(self.endpoint)
             if self.destination:
@@ -204,6 +231,38 @@ class CognitoIamApiOperator(BaseOperator):
         except _PERMANENT_ERRORS as exc:
             # Airflow's task retries cannot fix a bad connection, a refused role or a bad argument.
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        except TransientError as exc:
+            raise CognitoIamRetryableError(f"TransientError: {exc} (the task's retries apply)") from exc
+        except StorageError as exc:
+            if exc.permanent:
+                raise AirflowFailException(f"StorageError: {exc}") from exc
+            raise CognitoIamRetryableError(f"StorageError: {exc} (the task's retries apply)") from exc
+
+    def on_kill(self) -> None:
+        """SIGTERM (worker shutdown, a user marking the task failed): discard a half-written object.
+
+        Airflow calls this from the signal handler and then lets the task run on. Here the read in
+        flight is cut, the upload aborted at once, and an exception unwinds the write, all before
+        the supervisor escalates to SIGKILL (which nothing can clean up).
+        """
+        sink = self._active_sink
+        if sink is None or sink.closed:
+            return
+        self.log.warning("Task told to stop while writing %s; discarding the partial upload", sink.uri)
+        response = self._active_response
+        if response is not None:
+            connection = getattr(response.raw, "connection", None)
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        sink.abort()
+        raise TaskInterruptedError(f"stopped while writing {sink.uri}; nothing was left at the destination")
+
+    def _described(self) -> str:
+        """``GET /orders?date&limit``: method, path and query *names* (values stay out of logs)."""
+        names = "&".join(str(name) for name in self.query)
+        return f"{self.method} {_path_of(self.endpoint)}" + (f"?{names}" if names else "")
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -218,7 +277,7 @@ class CognitoIamApiOperator(BaseOperator):
 
     def _send(self, request: Mapping[str, Any]) -> requests.Response:
         """One signed request with the status read and the body not yet read."""
-        return self.hook.request(
+        self._active_response = response = self.hook.request(
             self.method,
             request["endpoint"],
             mode=self.auth,
@@ -230,6 +289,7 @@ class CognitoIamApiOperator(BaseOperator):
             headers=request["headers"] or None,
             stream=True,
         )
+        return response
 
     def _body_retrying(self, request: Mapping[str, Any]) -> Any:
         """Tenacity retrying for a body that broke off mid-read; safe only for idempotent methods."""
@@ -241,15 +301,27 @@ class CognitoIamApiOperator(BaseOperator):
         """Fetch a whole page into memory, fetching it again if its body breaks off.
 
         Because a page is complete before anything is written, a retried page is never duplicated.
+        The body is read under the attempt deadline and at most ``limit`` (else ``max_page_bytes``)
+        decoded bytes are held.
         """
+        cap = self.max_page_bytes if limit is None else min(limit, self.max_page_bytes)
+        where = f"{self.method} {_path_of(request['endpoint'])}"
 
         def once() -> requests.Response:
             response = self._send(request)
             try:
-                if limit is None:
-                    _ = response.content
-                else:
-                    _read_capped(response, limit)
+                with watching_body(response, self.hook.settings.timeout, where) as watch:
+                    try:
+                        read_capped(response, cap)
+                    except is_broken_body_types() as exc:
+                        if watch.fired:
+                            raise watch.error() from None
+                        raise exc
+            except BodyTooLargeError:
+                response.close()
+                if limit is not None and cap == limit:
+                    raise _BodyTooLarge from None
+                raise self._page_too_large(where) from None
             except BaseException:
                 response.close()
                 raise
@@ -257,6 +329,13 @@ class CognitoIamApiOperator(BaseOperator):
 
         response: requests.Response = self._body_retrying(request)(once)
         return response
+
+    def _page_too_large(self, where: str) -> ValueError:
+        return ValueError(
+            f"a page of {where} is over max_page_bytes={self.max_page_bytes} (decoded): pages read for "
+            "pagination, response_filter or XCom are held in memory. Raise max_page_bytes, or stream the body "
+            "unfiltered to destination='s3://…' (bounded memory at any size)"
+        )
 
     def _pages(self, context: Context, limit: Callable[[], int | None] | None = None) -> Iterator[requests.Response]:
         """Yield each checked page; follows ``pagination`` and refuses a next page on a foreign host."""
@@ -326,7 +405,7 @@ class CognitoIamApiOperator(BaseOperator):
         result = results[0] if self.pagination is None else results
         size = len(jsonlib.dumps(result, default=str).encode())
         self._refuse_if_too_large(size)
-        self.log.info("%s %s: %d page(s), %d bytes returned to XCom", self.method, _path_of(self.endpoint), pages, size)
+        self.log.info("%s: %d page(s), %d bytes returned to XCom", self._described(), pages, size)
         return result
 
     def _safe_pages(self, context: Context, limit: Callable[[], int | None]) -> Iterator[requests.Response]:
@@ -352,9 +431,8 @@ class CognitoIamApiOperator(BaseOperator):
         else:
             summary = self._write_pages(context, uri)
         self.log.info(
-            "%s %s: %d page(s), %d record(s), %d bytes written to %s",
-            self.method,
-            _path_of(self.endpoint),
+            "%s: %d page(s), %d record(s), %d bytes written to %s",
+            self._described(),
             summary["pages"],
             summary["records"],
             summary["bytes"],
@@ -365,11 +443,16 @@ class CognitoIamApiOperator(BaseOperator):
 
     def _open(self, uri: str) -> Sink:
         content_type = "application/x-ndjson" if self.pagination or self.response_filter else None
-        return open_sink(uri, self.aws_conn_id, content_type=content_type)
+        sink = open_sink(uri, self.aws_conn_id, content_type=content_type)
+        self._active_sink = sink  # what on_kill discards
+        return sink
 
     def _stream_body(self, context: Context, uri: str) -> dict[str, Any]:
         """Stream one response body to storage; a body that breaks off is fetched again into a new sink."""
         request = self._initial_request()
+
+        timeout = self.hook.settings.timeout
+        where = f"{self.method} {_path_of(request['endpoint'])}"
 
         def once() -> dict[str, Any]:
             response = self._send(request)
@@ -377,11 +460,19 @@ class CognitoIamApiOperator(BaseOperator):
                 self._check(response, context)
                 lines = 0
                 last = b"\n"
-                with self._open(uri) as sink:
-                    for chunk in response.iter_content(STREAM_CHUNK_BYTES):
-                        sink.write(chunk)
-                        lines += chunk.count(b"\n")
-                        last = chunk[-1:] or last
+                with self._open(uri) as sink, watching_body(response, timeout, where) as watch:
+                    try:
+                        # Each chunk must arrive within `timeout`: a trickling server cannot hold the
+                        # task for ever, and a large body is not cut off by a total deadline.
+                        for chunk in response.iter_content(STREAM_CHUNK_BYTES):
+                            watch.rearm(timeout)
+                            sink.write(chunk)
+                            lines += chunk.count(b"\n")
+                            last = chunk[-1:] or last
+                    except is_broken_body_types():
+                        if watch.fired:
+                            raise watch.error() from None
+                        raise
                     lines += last != b"\n"
             return {"uri": uri, "bytes": sink.bytes_written, "records": lines, "pages": 1}
 
@@ -434,25 +525,35 @@ class _BodyTooLarge(Exception):
     """A body went past the byte limit while being read."""
 
 
-def _read_capped(response: requests.Response, limit: int) -> None:
-    """Read the body into ``response.content`` but give up past ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise _BodyTooLarge
-        chunks.append(chunk)
-    response._content = b"".join(chunks)  # what requests itself does when it reads the body
-    response._content_consumed = True  # type: ignore[attr-defined]
-
-
 def _decode(response: requests.Response) -> Any:
-    """The JSON body, or its text when it is not JSON."""
+    """The JSON body, or its text when it is not JSON; a body that is not text is refused."""
+    body = response.content
     try:
-        return response.json()
+        return jsonlib.loads(body)
+    except UnicodeDecodeError:
+        pass
     except ValueError:
-        return response.text
+        pass
+    try:
+        return decode_text(body, response)
+    except UnicodeDecodeError:
+        charset = response.encoding or "utf-8"
+        raise ValueError(
+            f"the body of {_path_of(response.url)} ({response.headers.get('Content-Type', 'no Content-Type')}) is "
+            f"not {charset} text, so it cannot go to XCom as a string without corrupting it; set destination= "
+            "to store the bytes as they are"
+        ) from None
+
+
+def is_broken_body_types() -> tuple[type[BaseException], ...]:
+    """The exception types a body that broke off mid-read raises (see :func:`is_broken_body`)."""
+    return (
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        Urllib3HTTPError,
+        OSError,
+    )
 
 
 def _fingerprint(request: Mapping[str, Any]) -> str:

@@ -5,20 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.bases.decorator import determine_kwargs
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_cognito_iam.auth.bodies import BodyTooLargeError, read_capped
+from airflow_cognito_iam.auth.deadline import watching_body
 from airflow_cognito_iam.auth.errors import (
     ApiRefusalError,
     AuthenticationError,
+    ClockSkewError,
     ConfigurationError,
     TransientError,
 )
 from airflow_cognito_iam.auth.retry import RetryPolicy
-from airflow_cognito_iam.operators.api import AUTH_MODES, AuthMode
+from airflow_cognito_iam.auth.settings import MAX_RETRY_SECONDS, parse_number
+from airflow_cognito_iam.auth.transport import AUTH_MODES, METHODS, AuthMode
+from airflow_cognito_iam.operators.api import is_broken_body_types
+
+#: A status document, read whole into memory for response_check.
+MAX_POKE_BODY_BYTES = 16 * 1024 * 1024
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -67,8 +76,16 @@ class CognitoIamApiSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        numbers: dict[str, str] = {}
+        parse_number(max_attempts, "max_attempts", 1, 100, numbers, integral=True)
+        parse_number(max_retry_seconds, "max_retry_seconds", 0, MAX_RETRY_SECONDS, numbers)
+        problems = [f"{name} {problem}" for name, problem in numbers.items()]
         if auth not in AUTH_MODES:
-            raise ValueError(f"{type(self).__name__}: auth={auth!r} must be one of {list(AUTH_MODES)}")
+            problems.append(f"auth={auth!r} must be one of {list(AUTH_MODES)}")
+        if not isinstance(method, str) or method.upper() not in METHODS:
+            problems.append(f"method={method!r} must be one of {sorted(METHODS)}")
+        if problems:
+            raise ValueError(f"{type(self).__name__} {kwargs.get('task_id', '')!r}: " + "; ".join(problems))
         self.endpoint = endpoint
         self.cognito_iam_conn_id = cognito_iam_conn_id
         self.method = method.upper()
@@ -77,7 +94,7 @@ class CognitoIamApiSensor(BaseSensorOperator):
         self.auth = auth
         self.response_check = response_check
         self.not_ready_status_codes = frozenset(not_ready_status_codes)
-        self.max_attempts = max_attempts
+        self.max_attempts = int(max_attempts)
         self.max_retry_seconds = max_retry_seconds
         self.allowed_hosts = tuple(allowed_hosts)
 
@@ -100,13 +117,26 @@ class CognitoIamApiSensor(BaseSensorOperator):
                 mode=self.auth,
                 params=self.query or None,
                 headers=self.headers or None,
+                stream=True,
             )
+            where = f"{self.method} {urlsplit(self.endpoint).path}"
+            with watching_body(response, self.hook.settings.timeout, where) as watch:
+                try:
+                    read_capped(response, MAX_POKE_BODY_BYTES)
+                except BodyTooLargeError:
+                    raise AirflowFailException(
+                        f"{where}: the status body is over {MAX_POKE_BODY_BYTES} bytes; a sensor reads status, not data"
+                    ) from None
+                except is_broken_body_types() as exc:
+                    raise TransientError(
+                        f"{where}: body broke off ({'deadline' if watch.fired else type(exc).__name__})"
+                    ) from None
         except ApiRefusalError as exc:
             if exc.status_code in self.not_ready_status_codes:
                 self.log.info("Not ready yet: HTTP %s", exc.status_code)
                 return False
             raise AirflowFailException(f"ApiRefusalError: {exc}") from exc
-        except (ConfigurationError, AuthenticationError) as exc:
+        except (ConfigurationError, AuthenticationError, ClockSkewError) as exc:
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
         except TransientError as exc:
             # An outage shorter than the sensor's timeout should not fail the wait.

@@ -111,7 +111,7 @@ def test_airflow_tasks_test_pulls_the_logical_dates_orders_to_s3(
     key = "tasks-test/dt=2024-01-03/orders.jsonl"
     body = cognito_iam_conn.s3_client().get_object(Bucket=cognito_iam_conn.bucket, Key=key)["Body"].read()
     assert [json.loads(line) for line in body.splitlines()] == orders_for("2024-01-03")
-    assert "GET /orders?date&limit&next_token -> 200" in output, "one log line per request, no query values"
+    assert "GET /orders?date&limit: " in output, "one summary line, query names but no values"
     # Airflow masks the aws connection's dummy password "devstack", which is part of the bucket name.
     assert f"page(s), {len(orders_for('2024-01-03'))} record(s)" in output
     assert f"-data/{key}" in output
