@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_signing.py
 	$(BIN)/python benchmarks/bench_cache.py
 	$(BIN)/python benchmarks/bench_stream_s3.py
+	$(BIN)/python benchmarks/upload_memory.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

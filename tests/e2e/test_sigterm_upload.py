@@ -1,0 +1,86 @@
+"""A task told to stop (SIGTERM) mid-upload leaves no multipart upload behind (real `airflow dags test`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.misbehaving import MisbehavingServer, Seen
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+MiB = 1024 * 1024
+
+
+def open_uploads(stack: Any) -> list[str]:
+    return [u["Key"] for u in stack.s3_client().list_multipart_uploads(Bucket=stack.bucket).get("Uploads", [])]
+
+
+def keys(stack: Any, prefix: str) -> list[str]:
+    listed = stack.s3_client().list_objects_v2(Bucket=stack.bucket, Prefix=prefix)
+    return [obj["Key"] for obj in listed.get("Contents", [])]
+
+
+SIGTERM_DAG = """
+import datetime as dt
+from airflow.sdk import DAG
+from airflow_cognito_iam.operators.api import CognitoIamApiOperator
+
+with DAG("sigterm_mid_upload", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False):
+    CognitoIamApiOperator(task_id="pull", endpoint="/big", destination="s3://{bucket}/sigterm/big.bin")
+"""
+
+
+def big_then_stall(total: int) -> Any:
+    """20 MiB at once (two 8 MiB parts reach S3), then a stall: the task is mid-upload."""
+
+    def behave(conn: Any, seen: Seen) -> None:
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n"
+        conn.sendall(head.encode() + b"z" * (20 * MiB))
+        time.sleep(120)
+
+    return behave
+
+
+def test_sigterm_mid_upload_aborts_the_multipart_upload(
+    cognito_iam_conn: Any, airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    stack = cognito_iam_conn
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "sigterm_dag.py").write_text(SIGTERM_DAG.format(bucket=stack.bucket))
+    with MisbehavingServer() as api:
+        api.script("/big", big_then_stall(200 * MiB))
+        conn = stack.conn_dict(host=api.url, timeout=300)
+        env = {
+            **airflow_env,
+            **stack.env(),
+            "AIRFLOW_CONN_COGNITO_IAM_DEFAULT": json.dumps(conn),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW_COGNITO_IAM_CACHE_DIR": os.environ["AIRFLOW_COGNITO_IAM_CACHE_DIR"],
+        }
+        bin_airflow = Path(airflow_env["PATH"].split(os.pathsep)[0]) / "airflow"
+        process = subprocess.Popen(
+            [str(bin_airflow), "dags", "test", "sigterm_mid_upload", "2026-01-02"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while not open_uploads(stack):
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                assert time.monotonic() < deadline, "the upload never started"
+                time.sleep(0.5)
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert open_uploads(stack) == [], output[-3000:]
+    assert keys(stack, "sigterm/") == []
+    assert "discarding the partial upload" in output
