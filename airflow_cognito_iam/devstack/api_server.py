@@ -180,6 +180,7 @@ class StackControl(Protocol):
     def set_credential_lifetime(self, seconds: float) -> None: ...
     def set_token_lifetime(self, seconds: int) -> None: ...
     def expire_credentials(self) -> None: ...
+    def set_refresh_grace_period(self, seconds: int) -> None: ...
     def reset(self) -> None: ...
 
 
@@ -212,6 +213,8 @@ def _control(control: StackControl, method: str, path: str, body: bytes) -> _Res
         control.set_credential_lifetime(float(spec["seconds"]))
     elif route == ("POST", "/_control/token-lifetime"):
         control.set_token_lifetime(int(spec["seconds"]))
+    elif route == ("POST", "/_control/refresh-grace-period"):
+        control.set_refresh_grace_period(int(spec["seconds"]))
     elif route == ("POST", "/_control/expire-credentials"):
         control.expire_credentials()
     elif route == ("POST", "/_control/reset"):

@@ -21,11 +21,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from airflow_cognito_iam.devstack.errors import CognitoError
+from airflow_cognito_iam.devstack.refresh import RefreshTokens, Rotation, validate_rotation
 from airflow_cognito_iam.devstack.srp import SrpError, SrpServerSession
 from airflow_cognito_iam.devstack.state import CognitoFaults, CredentialRegistry, Stats
 from airflow_cognito_iam.devstack.tokens import TokenError, verify_id_token
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["CognitoError", "StrictCognitoLayer", "secret_hash"]
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -47,16 +51,6 @@ _DEFAULT_FLOWS = ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_CUST
 _PROVIDER = re.compile(r"^cognito-idp\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<pool>(?P=region)_[0-9A-Za-z]+)$")
 #: Cognito keeps an SRP challenge open for three minutes.
 SRP_SESSION_SECONDS = 180.0
-
-
-class CognitoError(Exception):
-    """An error answer in the AWS JSON protocol shape."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 def secret_hash(client_secret: str, username: str, client_id: str) -> str:
@@ -93,9 +87,14 @@ class StrictCognitoLayer:
         # Real identity pools give a user the same identity id every time; moto makes a new one per GetId.
         self._identity_by_login: dict[tuple[str, str, str], str] = {}
         self._login_by_identity: dict[str, tuple[str, str, str]] = {}
+        self.refresh_tokens = RefreshTokens(clock)
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any] | bytes | None]] = {
             f"{IDP_PREFIX}.InitiateAuth": self._initiate_auth,
             f"{IDP_PREFIX}.RespondToAuthChallenge": self._respond_to_auth_challenge,
+            f"{IDP_PREFIX}.GetTokensFromRefreshToken": self._get_tokens_from_refresh_token,
+            f"{IDP_PREFIX}.RevokeToken": self._revoke_token,
+            f"{IDP_PREFIX}.CreateUserPoolClient": self._check_client_config,
+            f"{IDP_PREFIX}.UpdateUserPoolClient": self._check_client_config,
             **{f"{IDP_PREFIX}.{action}": self._check_top_level_secret_hash for action in _SECRET_HASH_ACTIONS},
             f"{IDENTITY_PREFIX}.GetId": self._get_id,
             f"{IDENTITY_PREFIX}.GetCredentialsForIdentity": self._get_credentials_for_identity,
@@ -236,19 +235,15 @@ class StrictCognitoLayer:
         _, pool, client = self._find_client(params.get("ClientId"))
         flow = str(params.get("AuthFlow") or "")
         auth = params.get("AuthParameters") or {}
+        if flow in ("REFRESH_TOKEN_AUTH", "REFRESH_TOKEN") and Rotation.of_client(client).enabled:
+            raise CognitoError(
+                "InvalidParameterException",
+                f"{flow} is not supported for app clients with refresh token rotation enabled. "
+                "Use GetTokensFromRefreshToken.",
+            )
         self._check_flow(client, flow)
         if flow in ("REFRESH_TOKEN_AUTH", "REFRESH_TOKEN"):
-            owner = pool.refresh_tokens.get(auth.get("REFRESH_TOKEN") or "")
-            if owner is None or owner[0] != client.id:
-                raise CognitoError("NotAuthorizedException", "Invalid Refresh Token")
-            user = pool._get_user(owner[1])
-            names = [owner[1]] + ([user.id] if user is not None else [])
-            self._check_secret_hash(client, auth.get("SECRET_HASH"), names)
-            if not client.generate_secret:
-                return None
-            # Cognito accepts the hash over the sub too; moto checks only the username, so hand it that.
-            forwarded = dict(auth, SECRET_HASH=secret_hash(client.secret, owner[1], client.id))
-            return json.dumps(dict(params, AuthParameters=forwarded)).encode()
+            return self._refresh_token_auth(pool, client, auth)
         if flow in ("USER_SRP_AUTH", "USER_PASSWORD_AUTH", "CUSTOM_AUTH"):
             self._check_secret_hash(client, auth.get("SECRET_HASH"), [str(auth.get("USERNAME") or "")])
         if flow != "USER_SRP_AUTH":
@@ -279,6 +274,66 @@ class StrictCognitoLayer:
                 "USER_ID_FOR_SRP": user.username,
             },
         }
+
+    # -- refresh tokens ---------------------------------------------------------------------------
+
+    def _refresh_token_auth(self, pool: Any, client: Any, auth: dict[str, Any]) -> dict[str, Any]:
+        """REFRESH_TOKEN_AUTH: SECRET_HASH over the owner's username or sub; ID and access tokens only."""
+        token = auth.get("REFRESH_TOKEN")
+        owner = self.refresh_tokens.owner(pool, client, token)
+        user = pool._get_user(owner[1])
+        self._check_secret_hash(client, auth.get("SECRET_HASH"), [owner[1]] + ([user.id] if user else []))
+        return {"ChallengeParameters": {}, "AuthenticationResult": self._tokens_for(pool, owner)}
+
+    def _get_tokens_from_refresh_token(self, params: dict[str, Any]) -> dict[str, Any]:
+        """GetTokensFromRefreshToken: the raw ClientSecret, and a new refresh token when rotation is on."""
+        _, pool, client = self._find_client(params.get("ClientId"))
+        self._check_client_secret(client, params.get("ClientSecret"))
+        token = params.get("RefreshToken")
+        owner = self.refresh_tokens.owner(pool, client, token)
+        result = self._tokens_for(pool, owner)
+        rotation = Rotation.of_client(client)
+        if rotation.enabled:
+            result["RefreshToken"] = self.refresh_tokens.rotate(pool, client, str(token), rotation)
+        return {"AuthenticationResult": result}
+
+    @staticmethod
+    def _tokens_for(pool: Any, owner: tuple[str, str, str]) -> dict[str, Any]:
+        client_id, username, family = owner
+        if pool._get_user(username) is None:
+            raise CognitoError("NotAuthorizedException", "User does not exist.")
+        access_token, expires_in = pool.create_access_token(client_id, username, origin_jti=family)
+        id_token, _ = pool.create_id_token(client_id, username, origin_jti=family)
+        return {"AccessToken": access_token, "IdToken": id_token, "ExpiresIn": expires_in, "TokenType": "Bearer"}
+
+    def _revoke_token(self, params: dict[str, Any]) -> dict[str, Any]:
+        """RevokeToken ends the refresh token's whole family (every rotation of one sign-in)."""
+        _, pool, client = self._find_client(params.get("ClientId"))
+        self._check_client_secret(client, params.get("ClientSecret"), code="UnauthorizedException")
+        if client.extended_config.get("EnableTokenRevocation") is False:
+            raise CognitoError("UnsupportedOperationException", "Token revocation is not enabled for this app client.")
+        token = params.get("Token")
+        if isinstance(token, str) and token.count(".") == 2:
+            raise CognitoError("UnsupportedTokenTypeException", "Only refresh tokens can be revoked.")
+        owner = pool.refresh_tokens.get(token) if isinstance(token, str) else None
+        if owner is not None and owner[0] == client.id:
+            self.refresh_tokens.revoke_family(pool, owner[2])
+        return {}
+
+    @staticmethod
+    def _check_client_secret(client: Any, given: Any, code: str = "NotAuthorizedException") -> None:
+        """The raw client secret that GetTokensFromRefreshToken, RevokeToken and GetClientToken take."""
+        if not client.generate_secret:
+            return
+        if not isinstance(given, str) or not given:
+            raise CognitoError(code, f"Client {client.id} is configured with secret but ClientSecret was not received")
+        if not hmac.compare_digest(given.encode(), str(client.secret).encode()):
+            raise CognitoError(code, f"Unable to verify secret for client {client.id}")
+
+    @staticmethod
+    def _check_client_config(params: dict[str, Any]) -> None:
+        """Refuse client settings Cognito refuses; moto stores anything, including these fields."""
+        validate_rotation(params.get("RefreshTokenRotation"))
 
     @staticmethod
     def _active_user(pool: Any, username: Any) -> Any:

@@ -47,6 +47,31 @@ class _ServerThread:
 
 
 @dataclass
+class SeededClient:
+    """One seeded app client and the user a connection for it signs in as; the secret stays out of repr."""
+
+    name: str
+    user_pool_id: str
+    client_id: str
+    client_secret: str = field(default="", repr=False)
+    auth_flow: str = "USER_SRP_AUTH"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    scopes: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "user_pool_id": self.user_pool_id,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "auth_flow": self.auth_flow,
+            "username": self.username,
+            "password": self.password,
+            "scopes": list(self.scopes),
+        }
+
+
+@dataclass
 class _Seed:
     """What seeding created; secrets stay out of repr."""
 
@@ -63,6 +88,11 @@ class _Seed:
     new_password_username: str = "devstack-new-user"
     new_password_password: str = field(default="", repr=False)
     bucket: str = "devstack-data"
+    clients: dict[str, SeededClient] = field(default_factory=dict)
+
+
+#: RetryGracePeriodSeconds of the seeded rotation client after reset() (Cognito's: no grace).
+DEFAULT_REFRESH_GRACE_SECONDS = 0
 
 
 def _password() -> str:
@@ -237,7 +267,36 @@ class DevStack:
             ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
         )["UserPoolClient"]["ClientId"]
 
+        rotation = idp.create_user_pool_client(
+            UserPoolId=seed.user_pool_id,
+            ClientName="devstack-rotation",
+            GenerateSecret=True,
+            ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            EnableTokenRevocation=True,
+            RefreshTokenRotation={"Feature": "ENABLED", "RetryGracePeriodSeconds": DEFAULT_REFRESH_GRACE_SECONDS},
+        )["UserPoolClient"]
+
         seed.password, seed.mfa_password, seed.new_password_password = _password(), _password(), _password()
+        seed.clients["default"] = SeededClient(
+            "default",
+            seed.user_pool_id,
+            seed.client_id,
+            seed.client_secret,
+            username=seed.username,
+            password=seed.password,
+        )
+        seed.clients["public"] = SeededClient(
+            "public", seed.user_pool_id, seed.public_client_id, "", "USER_SRP_AUTH", seed.username, seed.password
+        )
+        seed.clients["rotation"] = SeededClient(
+            "rotation",
+            seed.user_pool_id,
+            rotation["ClientId"],
+            rotation["ClientSecret"],
+            "USER_SRP_AUTH",
+            seed.username,
+            seed.password,
+        )
         for username, password, permanent in (
             (seed.username, seed.password, True),
             (seed.mfa_username, seed.mfa_password, True),
@@ -276,6 +335,11 @@ class DevStack:
             CognitoIdentityProviders=[
                 {"ProviderName": provider, "ClientId": seed.client_id, "ServerSideTokenCheck": False},
                 {"ProviderName": provider, "ClientId": seed.public_client_id, "ServerSideTokenCheck": False},
+                *(
+                    {"ProviderName": provider, "ClientId": c.client_id, "ServerSideTokenCheck": False}
+                    for c in seed.clients.values()
+                    if c.user_pool_id == seed.user_pool_id and c.name not in ("default", "public") and c.username
+                ),
             ],
         )["IdentityPoolId"]
 
@@ -344,6 +408,20 @@ class DevStack:
         return self._seed.bucket
 
     @property
+    def rotation_client_id(self) -> str:
+        """App client with a secret and RefreshTokenRotation ENABLED (refresh via GetTokensFromRefreshToken)."""
+        return self._seed.clients["rotation"].client_id
+
+    @property
+    def rotation_client_secret(self) -> str:
+        return self._seed.clients["rotation"].client_secret
+
+    @property
+    def seeded_clients(self) -> dict[str, SeededClient]:
+        """Every seeded app client by name (``default``, ``public``, ``rotation``, ...)."""
+        return dict(self._seed.clients)
+
+    @property
     def provider_name(self) -> str:
         """The identity-pool Logins key of the seeded user pool."""
         return f"cognito-idp.{self.region}.amazonaws.com/{self.user_pool_id}"
@@ -390,6 +468,30 @@ class DevStack:
         conn["extra"] = self.conn_extra(**extra_overrides)
         return conn
 
+    def conn_dict_for(self, name: str, **overrides: Any) -> dict[str, Any]:
+        """A connection dict for the seeded client ``name`` (see ``seeded_clients``), then ``overrides``."""
+        try:
+            seeded = self._seed.clients[name]
+        except KeyError:
+            raise ValueError(f"no seeded client {name!r}; choose from {sorted(self._seed.clients)}") from None
+        base: dict[str, Any] = {
+            "user_pool_id": seeded.user_pool_id,
+            "client_id": seeded.client_id,
+            "client_secret": seeded.client_secret or None,
+            "login": seeded.username or None,
+            "password": seeded.password or None,
+        }
+        if seeded.auth_flow != "USER_SRP_AUTH":
+            base["auth_flow"] = seeded.auth_flow
+        if seeded.scopes:
+            base["scopes"] = list(seeded.scopes)
+        if not seeded.username:  # machine clients have no user, hence no identity pool
+            base["identity_pool_id"] = None
+        if seeded.user_pool_id != self.user_pool_id:
+            base["identity_pool_id"] = None
+        base.update(overrides)
+        return self.conn_dict(**base)
+
     @property
     def conn_json(self) -> str:
         """JSON for ``AIRFLOW_CONN_COGNITO_IAM_DEFAULT``."""
@@ -435,6 +537,9 @@ class DevStack:
             "new_password_username": self.new_password_username,
             "new_password_password": self.new_password_password,
             "bucket": self.bucket,
+            "rotation_client_id": self.rotation_client_id,
+            "rotation_client_secret": self.rotation_client_secret,
+            "clients": {name: c.describe() for name, c in self._seed.clients.items()},
             "credential_lifetime_seconds": self.registry.lifetime_seconds,
             "conn_json": self.conn_json,
             "aws_conn_json": self.aws_conn_json,
@@ -534,8 +639,26 @@ class DevStack:
     def clear_cognito_faults(self) -> None:
         self._cognito_faults.clear()
 
+    def _moto_client(self, name: str) -> Any:
+        from moto.cognitoidp.models import cognitoidp_backends
+
+        seeded = self._seed.clients[name]
+        pool = cognitoidp_backends[ACCOUNT_ID][self.region].user_pools[seeded.user_pool_id]
+        return pool.clients[seeded.client_id]
+
+    def set_refresh_grace_period(self, seconds: int) -> None:
+        """RetryGracePeriodSeconds (0-60) of the seeded rotation client: how long a rotated-out token still works."""
+        from airflow_cognito_iam.devstack.refresh import MAX_GRACE_SECONDS
+
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= MAX_GRACE_SECONDS:
+            raise ValueError(f"grace period must be whole seconds from 0 to {MAX_GRACE_SECONDS}, got {seconds!r}")
+        spec = {"Feature": "ENABLED", "RetryGracePeriodSeconds": seconds}
+        self._moto_client("rotation").extended_config["RefreshTokenRotation"] = spec
+
     def reset(self) -> None:
-        """Back to defaults between tests: no faults, default lifetimes, zeroed counters."""
+        """Back to defaults between tests: no faults, default lifetimes and grace period, zeroed counters."""
+        if self._seed.clients:
+            self.set_refresh_grace_period(DEFAULT_REFRESH_GRACE_SECONDS)
         self.clear_faults()
         self.clear_cognito_faults()
         self.reset_credential_lifetime()
