@@ -16,9 +16,11 @@ import io
 import json
 import logging
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from airflow_cognito_iam.devstack.errors import CognitoError
@@ -43,6 +45,7 @@ _FLOW_PERMISSIONS = {
     "REFRESH_TOKEN_AUTH": {"ALLOW_REFRESH_TOKEN_AUTH"},
     "REFRESH_TOKEN": {"ALLOW_REFRESH_TOKEN_AUTH"},
     "CUSTOM_AUTH": {"ALLOW_CUSTOM_AUTH", "CUSTOM_AUTH_FLOW_ONLY"},
+    "USER_AUTH": {"ALLOW_USER_AUTH"},
 }
 # Public APIs that carry the client's SECRET_HASH as a top-level SecretHash parameter.
 _SECRET_HASH_ACTIONS = ("SignUp", "ConfirmSignUp", "ForgotPassword", "ConfirmForgotPassword", "ResendConfirmationCode")
@@ -57,6 +60,21 @@ def secret_hash(client_secret: str, username: str, client_id: str) -> str:
     """base64(HMAC-SHA256(client_secret, username + client_id)), Cognito's SECRET_HASH."""
     digest = hmac.new(client_secret.encode(), (username + client_id).encode(), hashlib.sha256).digest()
     return base64.standard_b64encode(digest).decode()
+
+
+@dataclass
+class _ChoiceSession:
+    """An open USER_AUTH exchange: which user, for which client, until when (AuthSessionValidity)."""
+
+    pool_id: str
+    client_id: str
+    username: str
+    expires_at: float
+
+
+def _mask_email(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain[:1]}***"
 
 
 class StrictCognitoLayer:
@@ -88,6 +106,10 @@ class StrictCognitoLayer:
         self._identity_by_login: dict[tuple[str, str, str], str] = {}
         self._login_by_identity: dict[str, tuple[str, str, str]] = {}
         self.refresh_tokens = RefreshTokens(clock)
+        self._choice_sessions: dict[str, _ChoiceSession] = {}
+        self._email_codes: dict[str, str] = {}
+        #: The last EMAIL_OTP code "sent" per username (the devstack delivers no e-mail).
+        self.last_email_otp: dict[str, str] = {}
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any] | bytes | None]] = {
             f"{IDP_PREFIX}.InitiateAuth": self._initiate_auth,
             f"{IDP_PREFIX}.RespondToAuthChallenge": self._respond_to_auth_challenge,
@@ -244,12 +266,19 @@ class StrictCognitoLayer:
         self._check_flow(client, flow)
         if flow in ("REFRESH_TOKEN_AUTH", "REFRESH_TOKEN"):
             return self._refresh_token_auth(pool, client, auth)
-        if flow in ("USER_SRP_AUTH", "USER_PASSWORD_AUTH", "CUSTOM_AUTH"):
+        if flow in ("USER_SRP_AUTH", "USER_PASSWORD_AUTH", "CUSTOM_AUTH", "USER_AUTH"):
             self._check_secret_hash(client, auth.get("SECRET_HASH"), [str(auth.get("USERNAME") or "")])
+        if flow == "USER_AUTH":
+            return self._user_auth(pool, client, auth)
         if flow != "USER_SRP_AUTH":
             return None
         user = self._active_user(pool, auth.get("USERNAME"))
-        srp_a = auth.get("SRP_A")
+        return self._start_srp(pool, client, user, auth.get("SRP_A"))
+
+    def _start_srp(
+        self, pool: Any, client: Any, user: Any, srp_a: Any, session_id: str | None = None
+    ) -> dict[str, Any]:
+        """The PASSWORD_VERIFIER challenge with a real B; ``session_id`` when it came through USER_AUTH."""
         if not isinstance(srp_a, str) or not srp_a:
             raise CognitoError("InvalidParameterException", "Missing required parameter SRP_A")
         try:
@@ -258,13 +287,14 @@ class StrictCognitoLayer:
             )
         except SrpError as exc:
             raise CognitoError("InvalidParameterException", str(exc)) from exc
+        session.auth_session = session_id
         now = self._clock()
         with self._lock:
             for block, (_, started) in list(self._srp_sessions.items()):
                 if now - started > SRP_SESSION_SECONDS:
                     del self._srp_sessions[block]
             self._srp_sessions[session.secret_block_b64] = (session, now)
-        return {
+        answer: dict[str, Any] = {
             "ChallengeName": "PASSWORD_VERIFIER",
             "ChallengeParameters": {
                 "SALT": session.salt_hex,
@@ -274,6 +304,130 @@ class StrictCognitoLayer:
                 "USER_ID_FOR_SRP": user.username,
             },
         }
+        if session_id is not None:
+            answer["Session"] = session_id
+        return answer
+
+    # -- USER_AUTH (choice-based sign-in) ---------------------------------------------------------
+
+    def _user_auth(self, pool: Any, client: Any, auth: dict[str, Any]) -> dict[str, Any]:
+        """USER_AUTH: the PREFERRED_CHALLENGE if the user has it, else SELECT_CHALLENGE with AvailableChallenges."""
+        user = self._active_user(pool, auth.get("USERNAME"))
+        available = self._available_challenges(pool, user)
+        session_id = self._open_choice_session(pool, client, user)
+        preferred = auth.get("PREFERRED_CHALLENGE")
+        if isinstance(preferred, str) and preferred in available:
+            return self._answer_choice(pool, client, user, preferred, auth, session_id)
+        return {
+            "ChallengeName": "SELECT_CHALLENGE",
+            "Session": session_id,
+            "ChallengeParameters": {},
+            "AvailableChallenges": available,
+        }
+
+    @staticmethod
+    def _available_challenges(pool: Any, user: Any) -> list[str]:
+        """What the pool's SignInPolicy allows and the user can do (EMAIL_OTP needs a verified e-mail)."""
+        policy = (pool.extended_config.get("Policies") or {}).get("SignInPolicy") or {}
+        factors = policy.get("AllowedFirstAuthFactors") or ["PASSWORD"]
+        attributes = {a["Name"]: a["Value"] for a in user.attributes}
+        available = ["PASSWORD", "PASSWORD_SRP"] if "PASSWORD" in factors else []
+        if "EMAIL_OTP" in factors and attributes.get("email") and attributes.get("email_verified") == "true":
+            available.append("EMAIL_OTP")
+        return available
+
+    def _open_choice_session(self, pool: Any, client: Any, user: Any) -> str:
+        session_id = "AYABe" + secrets.token_urlsafe(96)
+        now = self._clock()
+        with self._lock:
+            for key, entry in list(self._choice_sessions.items()):
+                if now > entry.expires_at:
+                    del self._choice_sessions[key]
+            minutes = float(client.extended_config.get("AuthSessionValidity") or 3)
+            self._choice_sessions[session_id] = _ChoiceSession(pool.id, client.id, user.username, now + 60 * minutes)
+        return session_id
+
+    def _take_choice_session(self, pool: Any, client: Any, session_id: Any, username: str) -> Any:
+        """The user of a live USER_AUTH session of this client; the session is used up."""
+        with self._lock:
+            entry = self._choice_sessions.pop(str(session_id or ""), None)
+        if entry is None or self._clock() > entry.expires_at or entry.client_id != client.id:
+            raise CognitoError("NotAuthorizedException", "Invalid session for the user, session is expired.")
+        user = self._resolve_user(pool, username)
+        if user is None or user.username != entry.username:
+            raise CognitoError("NotAuthorizedException", "Invalid session for the user.")
+        return user
+
+    def _answer_choice(
+        self, pool: Any, client: Any, user: Any, choice: str, values: dict[str, Any], session_id: str
+    ) -> dict[str, Any]:
+        if choice == "PASSWORD_SRP":
+            return self._start_srp(pool, client, user, values.get("SRP_A"), session_id=session_id)
+        if choice == "PASSWORD":
+            password = values.get("PASSWORD")
+            if not isinstance(password, str) or not password:
+                raise CognitoError("InvalidParameterException", "Missing required parameter PASSWORD")
+            return self._after_first_factor(pool, client, user, password)
+        if choice == "EMAIL_OTP":
+            code = f"{secrets.randbelow(10**8):08d}"
+            next_session = self._open_choice_session(pool, client, user)
+            with self._lock:
+                self._email_codes[next_session] = code
+                self.last_email_otp[user.username] = code
+            email = next(a["Value"] for a in user.attributes if a["Name"] == "email")
+            return {
+                "ChallengeName": "EMAIL_OTP",
+                "Session": next_session,
+                "ChallengeParameters": {
+                    "CODE_DELIVERY_DELIVERY_MEDIUM": "EMAIL",
+                    "CODE_DELIVERY_DESTINATION": _mask_email(email),
+                },
+            }
+        raise CognitoError("InvalidParameterException", f"{choice} is not an available challenge for this user")
+
+    def _after_first_factor(self, pool: Any, client: Any, user: Any, password: str) -> dict[str, Any]:
+        """Password checked by moto's admin flow, which then runs MFA, NEW_PASSWORD_REQUIRED or issues tokens."""
+        from moto.core.exceptions import JsonRESTError
+
+        backend = pool.backend
+        try:
+            result: dict[str, Any] = backend.admin_initiate_auth(
+                pool.id, client.id, "ADMIN_USER_PASSWORD_AUTH", {"USERNAME": user.username, "PASSWORD": password}
+            )
+        except JsonRESTError as exc:
+            raise CognitoError(exc.error_type, exc.message, exc.code) from exc
+        if "ChallengeName" in result:
+            challenge_params = dict(result.get("ChallengeParameters") or {})
+            challenge_params.setdefault("USERNAME", user.username)
+            challenge_params.setdefault("USER_ID_FOR_SRP", user.username)
+            if result["ChallengeName"] == "NEW_PASSWORD_REQUIRED":
+                challenge_params.setdefault("requiredAttributes", "[]")
+                challenge_params.setdefault("userAttributes", json.dumps({"email_verified": "false"}))
+            result["ChallengeParameters"] = challenge_params
+        return result
+
+    def _select_challenge(
+        self, pool: Any, client: Any, params: dict[str, Any], responses: dict[str, Any]
+    ) -> dict[str, Any]:
+        """SELECT_CHALLENGE (ANSWER names the choice) or a direct PASSWORD / PASSWORD_SRP / EMAIL_OTP response."""
+        name = params.get("ChallengeName")
+        username = str(responses.get("USERNAME") or "")
+        if name == "EMAIL_OTP":
+            session_id = str(params.get("Session") or "")
+            with self._lock:
+                expected = self._email_codes.pop(session_id, None)
+            user = self._take_choice_session(pool, client, session_id, username)
+            given = str(responses.get("EMAIL_OTP_CODE") or "")
+            if expected is None or not hmac.compare_digest(expected.encode(), given.encode()):
+                raise CognitoError("CodeMismatchException", "Invalid code received for user")
+            signed_in: dict[str, Any] = pool.backend._log_user_in(pool, client, user.username)
+            return signed_in
+        user = self._take_choice_session(pool, client, params.get("Session"), username)
+        choice = str(responses.get("ANSWER") or "") if name == "SELECT_CHALLENGE" else str(name)
+        if choice not in self._available_challenges(pool, user):
+            raise CognitoError("InvalidParameterException", f"{choice} is not an available challenge for this user")
+        next_session = self._open_choice_session(pool, client, user)
+        return self._answer_choice(pool, client, user, choice, responses, next_session)
 
     # -- refresh tokens ---------------------------------------------------------------------------
 
@@ -336,8 +490,12 @@ class StrictCognitoLayer:
         validate_rotation(params.get("RefreshTokenRotation"))
 
     @staticmethod
-    def _active_user(pool: Any, username: Any) -> Any:
-        user = pool._get_user(username) if isinstance(username, str) and username else None
+    def _resolve_user(pool: Any, username: Any) -> Any:
+        """The user a sign-in names: its username, or a UsernameAttributes value (moto's lookup)."""
+        return pool._get_user(username) if isinstance(username, str) and username else None
+
+    def _active_user(self, pool: Any, username: Any) -> Any:
+        user = self._resolve_user(pool, username)
         if user is None:
             raise CognitoError("UserNotFoundException", "User does not exist.")
         if not user.enabled:
@@ -347,13 +505,16 @@ class StrictCognitoLayer:
         return user
 
     def _respond_to_auth_challenge(self, params: dict[str, Any]) -> dict[str, Any] | bytes | None:
-        backend, pool, client = self._find_client(params.get("ClientId"))
+        _, pool, client = self._find_client(params.get("ClientId"))
         responses = params.get("ChallengeResponses") or {}
         username = str(responses.get("USERNAME") or "")
         self._check_secret_hash(client, responses.get("SECRET_HASH"), [username])
-        if params.get("ChallengeName") == "SOFTWARE_TOKEN_MFA":
+        name = params.get("ChallengeName")
+        if name == "SOFTWARE_TOKEN_MFA":
             return self._software_token_mfa(params, responses)
-        if params.get("ChallengeName") != "PASSWORD_VERIFIER":
+        if name in ("SELECT_CHALLENGE", "PASSWORD", "PASSWORD_SRP", "EMAIL_OTP"):
+            return self._select_challenge(pool, client, params, responses)
+        if name != "PASSWORD_VERIFIER":
             return None
         block = str(responses.get("PASSWORD_CLAIM_SECRET_BLOCK") or "")
         with self._lock:
@@ -362,9 +523,11 @@ class StrictCognitoLayer:
         if entry is None or self._clock() - entry[1] > SRP_SESSION_SECONDS:
             raise refused
         session = entry[0]
-        user = pool._get_user(username)
+        user = self._resolve_user(pool, username)
         if session.client_id != client.id or user is None or user.username != session.username:
             raise refused
+        if session.auth_session is not None and params.get("Session") != session.auth_session:
+            raise CognitoError("NotAuthorizedException", "Invalid session for the user.")
         try:
             session.verify(
                 signature_b64=str(responses.get("PASSWORD_CLAIM_SIGNATURE") or ""),
@@ -374,22 +537,7 @@ class StrictCognitoLayer:
         except SrpError as exc:
             raise refused from exc
         # The proof holds: let moto run the rest (MFA, NEW_PASSWORD_REQUIRED, tokens) as after a password check.
-        from moto.core.exceptions import JsonRESTError
-
-        try:
-            result: dict[str, Any] = backend.admin_initiate_auth(
-                pool.id, client.id, "ADMIN_USER_PASSWORD_AUTH", {"USERNAME": user.username, "PASSWORD": user.password}
-            )
-        except JsonRESTError as exc:
-            raise CognitoError(exc.error_type, exc.message, exc.code) from exc
-        if "ChallengeName" in result:
-            challenge_params = dict(result.get("ChallengeParameters") or {})
-            challenge_params.setdefault("USER_ID_FOR_SRP", user.username)
-            if result["ChallengeName"] == "NEW_PASSWORD_REQUIRED":
-                challenge_params.setdefault("requiredAttributes", "[]")
-                challenge_params.setdefault("userAttributes", json.dumps({"email_verified": "false"}))
-            result["ChallengeParameters"] = challenge_params
-        return result
+        return self._after_first_factor(pool, client, user, user.password)
 
     @staticmethod
     def _software_token_mfa(params: dict[str, Any], responses: dict[str, Any]) -> bytes:

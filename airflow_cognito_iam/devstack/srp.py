@@ -81,6 +81,8 @@ class SrpServerSession:
     small_b: int = field(repr=False)
     big_b: int = field(repr=False)
     secret_block: bytes = field(repr=False)
+    #: The USER_AUTH session the challenge belongs to (None for USER_SRP_AUTH, which has none).
+    auth_session: str | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, *, pool_id: str, username: str, password: str, client_id: str, srp_a_hex: str) -> SrpServerSession:

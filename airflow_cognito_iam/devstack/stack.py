@@ -135,6 +135,7 @@ class DevStack:
         self.moto_endpoint_url = ""
         self.raw_moto_endpoint_url = ""
         self._token_lifetime: int | None = None
+        self._strict: Any = None
         self.started = False
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -165,7 +166,7 @@ class DevStack:
                 return None
 
         moto_app = DomainDispatcherApplication(create_backend_app)
-        strict = StrictCognitoLayer(
+        self._strict = strict = StrictCognitoLayer(
             moto_app,
             account_id=ACCOUNT_ID,
             registry=self.registry,
@@ -245,7 +246,11 @@ class DevStack:
         pool = idp.create_user_pool(
             PoolName=f"devstack-{secrets.token_hex(3)}",
             MfaConfiguration="OPTIONAL",
-            Policies={"PasswordPolicy": {"MinimumLength": 8}},
+            Policies={
+                "PasswordPolicy": {"MinimumLength": 8},
+                # USER_AUTH may offer passwords (PASSWORD, PASSWORD_SRP) and, to verified e-mails, EMAIL_OTP.
+                "SignInPolicy": {"AllowedFirstAuthFactors": ["PASSWORD", "EMAIL_OTP"]},
+            },
         )["UserPool"]
         seed.user_pool_id = pool["Id"]
         idp.set_user_pool_mfa_config(
@@ -276,6 +281,13 @@ class DevStack:
             RefreshTokenRotation={"Feature": "ENABLED", "RetryGracePeriodSeconds": DEFAULT_REFRESH_GRACE_SECONDS},
         )["UserPoolClient"]
 
+        user_auth = idp.create_user_pool_client(
+            UserPoolId=seed.user_pool_id,
+            ClientName="devstack-user-auth",
+            GenerateSecret=True,
+            ExplicitAuthFlows=["ALLOW_USER_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        )["UserPoolClient"]
+
         seed.password, seed.mfa_password, seed.new_password_password = _password(), _password(), _password()
         seed.clients["default"] = SeededClient(
             "default",
@@ -284,6 +296,15 @@ class DevStack:
             seed.client_secret,
             username=seed.username,
             password=seed.password,
+        )
+        seed.clients["user_auth"] = SeededClient(
+            "user_auth",
+            seed.user_pool_id,
+            user_auth["ClientId"],
+            user_auth["ClientSecret"],
+            "USER_AUTH",
+            seed.username,
+            seed.password,
         )
         seed.clients["public"] = SeededClient(
             "public", seed.user_pool_id, seed.public_client_id, "", "USER_SRP_AUTH", seed.username, seed.password
@@ -307,7 +328,11 @@ class DevStack:
                 Username=username,
                 TemporaryPassword=password,
                 MessageAction="SUPPRESS",
-                UserAttributes=[{"Name": "email", "Value": f"{username}@example.com"}],
+                UserAttributes=[
+                    {"Name": "email", "Value": f"{username}@example.com"},
+                    # Only the main user may receive EMAIL_OTP, so clients can see it offered and decline it.
+                    {"Name": "email_verified", "Value": "true" if username == seed.username else "false"},
+                ],
             )
             if permanent:
                 idp.admin_set_user_password(
@@ -415,6 +440,19 @@ class DevStack:
     @property
     def rotation_client_secret(self) -> str:
         return self._seed.clients["rotation"].client_secret
+
+    @property
+    def user_auth_client_id(self) -> str:
+        """App client with a secret whose only sign-in flow is USER_AUTH (choice-based: PASSWORD, PASSWORD_SRP)."""
+        return self._seed.clients["user_auth"].client_id
+
+    @property
+    def user_auth_client_secret(self) -> str:
+        return self._seed.clients["user_auth"].client_secret
+
+    def last_email_otp(self, username: str) -> str | None:
+        """The EMAIL_OTP code last "sent" to this user in a USER_AUTH sign-in (no e-mail leaves the stack)."""
+        return self._strict.last_email_otp.get(username) if self._strict is not None else None
 
     @property
     def seeded_clients(self) -> dict[str, SeededClient]:
@@ -539,6 +577,8 @@ class DevStack:
             "bucket": self.bucket,
             "rotation_client_id": self.rotation_client_id,
             "rotation_client_secret": self.rotation_client_secret,
+            "user_auth_client_id": self.user_auth_client_id,
+            "user_auth_client_secret": self.user_auth_client_secret,
             "clients": {name: c.describe() for name, c in self._seed.clients.items()},
             "credential_lifetime_seconds": self.registry.lifetime_seconds,
             "conn_json": self.conn_json,
