@@ -68,6 +68,8 @@ class ApiConfig:
     account_id: str
     user_pool_id: str
     client_ids: frozenset[str] = field(default_factory=frozenset)
+    #: App clients whose client-credentials access tokens the /m2m/ routes accept (users' ones too).
+    machine_client_ids: frozenset[str] = field(default_factory=frozenset)
     service: str = "execute-api"
     api_id: str = "devstack"
     stage: str = "prod"
@@ -144,8 +146,9 @@ class _Response:
 
 
 _REASONS = {
-    200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable",
+    200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error",
+    503: "Service Unavailable",
 }  # fmt: skip
 
 
@@ -316,7 +319,7 @@ class ApiApp:
         for prefix in ("/admin/", "/echo/"):
             if path.startswith(prefix):
                 return f"{method} {prefix}*"
-        if path in ("/orders", "/whoami", "/export", "/jobs", "/bearer/whoami"):
+        if path in ("/orders", "/whoami", "/export", "/jobs", "/bearer/whoami", "/m2m/orders"):
             return f"{method} {path}"
         return f"{method} <other>"
 
@@ -388,6 +391,8 @@ class ApiApp:
     ) -> _Response:
         if path.startswith("/bearer/"):
             return self._bearer(method, path, headers)
+        if path.startswith("/m2m/"):
+            return self._m2m(method, path, query, headers, body)
         caller = self._caller(method, raw_path, raw_query, headers, body)
         if path.startswith("/admin/") or path == "/admin":
             resource = (
@@ -534,3 +539,51 @@ class ApiApp:
                 "token_use": claims.get("token_use"),
             },
         )
+
+    def _m2m(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> _Response:
+        """A resource server behind a Cognito authorizer with OAuth scopes: each route names the scope it needs."""
+        needed = _M2M_ROUTES.get((method, path))
+        if needed is None:
+            known = any(p == path for _, p in _M2M_ROUTES)
+            raise ApiGatewayError(405 if known else 404, "MethodNotAllowedException" if known else "NotFoundException",
+                                  "Method Not Allowed" if known else "Not Found")  # fmt: skip
+        token = headers.get("authorization", "").strip()
+        if token.lower().startswith("bearer "):
+            token = token[7:].strip()
+        try:
+            claims = verify_id_token(
+                token,
+                region=self.config.region,
+                user_pool_id=self.config.user_pool_id,
+                client_ids=set(self.config.client_ids | self.config.machine_client_ids),
+                token_use="access",
+            )
+        except TokenError:
+            return _Response(401, {"message": "Unauthorized"}, [("WWW-Authenticate", "Bearer")])
+        granted = str(claims.get("scope") or "").split()
+        if needed not in granted:
+            return _Response(
+                403,
+                {"message": f"Forbidden: the access token lacks the scope {needed}", "granted_scopes": granted},
+                [("WWW-Authenticate", f'Bearer error="insufficient_scope", scope="{needed}"')],
+            )
+        if method == "GET":
+            date = query.get("date") or "2026-01-01"
+            if not _DATE.match(date):
+                raise ApiGatewayError(400, "BadRequestException", "date must be a YYYY-MM-DD calendar date")
+            return _Response(200, {"client_id": claims.get("client_id"), "records": orders_for(date)[:10]})
+        try:
+            order = json.loads(body) if body else {}
+        except ValueError as exc:
+            raise ApiGatewayError(400, "BadRequestException", "body must be JSON") from exc
+        return _Response(
+            201, {"order_id": f"ord-{uuid.uuid4().hex[:12]}", "status": "accepted", "echo": order,
+                  "client_id": claims.get("client_id")},
+        )  # fmt: skip
+
+
+#: Route -> the OAuth scope its Cognito authorizer requires.
+_M2M_ROUTES = {
+    ("GET", "/m2m/orders"): "devstack-api/orders.read",
+    ("POST", "/m2m/orders"): "devstack-api/orders.write",
+}

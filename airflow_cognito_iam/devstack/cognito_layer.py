@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_cognito_iam.devstack import m2m
 from airflow_cognito_iam.devstack.errors import CognitoError
 from airflow_cognito_iam.devstack.refresh import RefreshTokens, Rotation, validate_rotation
 from airflow_cognito_iam.devstack.srp import SrpError, SrpServerSession
@@ -115,6 +116,7 @@ class StrictCognitoLayer:
             f"{IDP_PREFIX}.RespondToAuthChallenge": self._respond_to_auth_challenge,
             f"{IDP_PREFIX}.GetTokensFromRefreshToken": self._get_tokens_from_refresh_token,
             f"{IDP_PREFIX}.RevokeToken": self._revoke_token,
+            f"{IDP_PREFIX}.GetClientToken": self._get_client_token,
             f"{IDP_PREFIX}.CreateUserPoolClient": self._check_client_config,
             f"{IDP_PREFIX}.UpdateUserPoolClient": self._check_client_config,
             **{f"{IDP_PREFIX}.{action}": self._check_top_level_secret_hash for action in _SECRET_HASH_ACTIONS},
@@ -127,6 +129,8 @@ class StrictCognitoLayer:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET") or ""
         prefix, _, action = target.partition(".")
+        if not target and environ.get("PATH_INFO") == "/oauth2/token" and environ.get("REQUEST_METHOD") == "POST":
+            return self._oauth2_token(environ, start_response)
         if prefix not in (IDP_PREFIX, IDENTITY_PREFIX):
             if "/s3/aws4_request" in (environ.get("HTTP_AUTHORIZATION") or ""):
                 self.stats.s3_call(environ.get("REQUEST_METHOD", "GET"))
@@ -484,10 +488,33 @@ class StrictCognitoLayer:
         if not hmac.compare_digest(given.encode(), str(client.secret).encode()):
             raise CognitoError(code, f"Unable to verify secret for client {client.id}")
 
-    @staticmethod
-    def _check_client_config(params: dict[str, Any]) -> None:
+    def _check_client_config(self, params: dict[str, Any]) -> None:
         """Refuse client settings Cognito refuses; moto stores anything, including these fields."""
         validate_rotation(params.get("RefreshTokenRotation"))
+        existing = None
+        if params.get("ClientId"):
+            existing = self._find_client(params.get("ClientId"))[2]
+        m2m.check_client_config(params, existing)
+
+    def _get_client_token(self, params: dict[str, Any]) -> dict[str, Any]:
+        _, pool, client = self._find_client(params.get("ClientId"))
+        return m2m.get_client_token(pool, client, params)
+
+    def _oauth2_token(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """The user pool domain's token endpoint (client_credentials grant), on the Cognito endpoint."""
+        self.stats.cognito_call("oauth2/token")
+        status, payload, headers = m2m.token_endpoint(
+            _read_body(environ), str(environ.get("HTTP_AUTHORIZATION") or ""), self._find_client
+        )
+        if status != 200:
+            self.stats.cognito_rejected("oauth2/token")
+        body = json.dumps(payload).encode()
+        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized"}.get(status, "Error")
+        start_response(
+            f"{status} {reason}",
+            [("Content-Type", "application/json;charset=UTF-8"), ("Content-Length", str(len(body))), *headers],
+        )
+        return [body]
 
     @staticmethod
     def _resolve_user(pool: Any, username: Any) -> Any:

@@ -91,6 +91,10 @@ class _Seed:
     clients: dict[str, SeededClient] = field(default_factory=dict)
 
 
+#: The seeded resource server and the scopes the seeded machine client may request.
+M2M_RESOURCE_SERVER = "devstack-api"
+M2M_SCOPES = (f"{M2M_RESOURCE_SERVER}/orders.read", f"{M2M_RESOURCE_SERVER}/orders.write")
+
 #: RetryGracePeriodSeconds of the seeded rotation client after reset() (Cognito's: no grace).
 DEFAULT_REFRESH_GRACE_SECONDS = 0
 
@@ -196,7 +200,14 @@ class DevStack:
                     region=self.region,
                     account_id=ACCOUNT_ID,
                     user_pool_id=self.user_pool_id,
-                    client_ids=frozenset({self.client_id, self.public_client_id}),
+                    client_ids=frozenset(
+                        c.client_id
+                        for c in self._seed.clients.values()
+                        if c.username and c.user_pool_id == self.user_pool_id
+                    ),
+                    machine_client_ids=frozenset(
+                        c.client_id for c in self._seed.clients.values() if c.auth_flow == "CLIENT_CREDENTIALS"
+                    ),
                 ),
                 registry=self.registry,
                 stats=self._stats,
@@ -287,6 +298,36 @@ class DevStack:
             GenerateSecret=True,
             ExplicitAuthFlows=["ALLOW_USER_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
         )["UserPoolClient"]
+
+        idp.create_resource_server(
+            UserPoolId=seed.user_pool_id,
+            Identifier=M2M_RESOURCE_SERVER,
+            Name="devstack API",
+            Scopes=[
+                {"ScopeName": "orders.read", "ScopeDescription": "read orders"},
+                {"ScopeName": "orders.write", "ScopeDescription": "create orders"},
+            ],
+        )
+        idp.create_user_pool_domain(
+            Domain=f"devstack-{seed.user_pool_id.split('_', 1)[1].lower()}", UserPoolId=seed.user_pool_id
+        )
+        machine = idp.create_user_pool_client(
+            UserPoolId=seed.user_pool_id,
+            ClientName="devstack-m2m",
+            GenerateSecret=True,
+            ExplicitAuthFlows=["ALLOW_CLIENT_TOKEN_AUTH"],
+            AllowedOAuthFlows=["client_credentials"],
+            AllowedOAuthFlowsUserPoolClient=True,
+            AllowedOAuthScopes=list(M2M_SCOPES),
+        )["UserPoolClient"]
+        seed.clients["m2m"] = SeededClient(
+            "m2m",
+            seed.user_pool_id,
+            machine["ClientId"],
+            machine["ClientSecret"],
+            "CLIENT_CREDENTIALS",
+            scopes=M2M_SCOPES,
+        )
 
         seed.password, seed.mfa_password, seed.new_password_password = _password(), _password(), _password()
         seed.clients["default"] = SeededClient(
@@ -450,6 +491,25 @@ class DevStack:
     def user_auth_client_secret(self) -> str:
         return self._seed.clients["user_auth"].client_secret
 
+    @property
+    def m2m_client_id(self) -> str:
+        """App client with a secret whose only flow is ALLOW_CLIENT_TOKEN_AUTH (and OAuth client_credentials)."""
+        return self._seed.clients["m2m"].client_id
+
+    @property
+    def m2m_client_secret(self) -> str:
+        return self._seed.clients["m2m"].client_secret
+
+    @property
+    def m2m_scopes(self) -> tuple[str, ...]:
+        """Custom scopes the machine client may ask for (``devstack-api/orders.read``, ``.write``)."""
+        return M2M_SCOPES
+
+    @property
+    def oauth_token_url(self) -> str:
+        """The user pool domain's token endpoint (client_credentials grant), served on the Cognito endpoint."""
+        return f"{self.moto_endpoint_url}/oauth2/token"
+
     def last_email_otp(self, username: str) -> str | None:
         """The EMAIL_OTP code last "sent" to this user in a USER_AUTH sign-in (no e-mail leaves the stack)."""
         return self._strict.last_email_otp.get(username) if self._strict is not None else None
@@ -579,6 +639,10 @@ class DevStack:
             "rotation_client_secret": self.rotation_client_secret,
             "user_auth_client_id": self.user_auth_client_id,
             "user_auth_client_secret": self.user_auth_client_secret,
+            "m2m_client_id": self.m2m_client_id,
+            "m2m_client_secret": self.m2m_client_secret,
+            "m2m_scopes": list(self.m2m_scopes),
+            "oauth_token_url": self.oauth_token_url,
             "clients": {name: c.describe() for name, c in self._seed.clients.items()},
             "credential_lifetime_seconds": self.registry.lifetime_seconds,
             "conn_json": self.conn_json,
@@ -627,6 +691,7 @@ class DevStack:
             return result
 
         pool.create_jwt = create_jwt  # type: ignore[method-assign]
+        pool.devstack_token_lifetime = int(seconds)  # type: ignore[attr-defined]  # machine (client-credentials) tokens read this
         self._token_lifetime = int(seconds)
 
     def reset_token_lifetime(self) -> None:
@@ -637,6 +702,7 @@ class DevStack:
 
         pool = cognitoidp_backends[ACCOUNT_ID][self.region].user_pools[self.user_pool_id]
         vars(pool).pop("create_jwt", None)
+        vars(pool).pop("devstack_token_lifetime", None)
         self._token_lifetime = None
 
     def expire_credentials(self) -> None:
