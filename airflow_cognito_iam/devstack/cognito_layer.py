@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_cognito_iam.devstack import m2m
+from airflow_cognito_iam.devstack.devices import Device, DeviceConfig, DeviceRegistry, new_device_metadata
 from airflow_cognito_iam.devstack.errors import CognitoError
 from airflow_cognito_iam.devstack.refresh import RefreshTokens, Rotation, validate_rotation
 from airflow_cognito_iam.devstack.srp import SrpError, SrpServerSession
@@ -107,6 +108,8 @@ class StrictCognitoLayer:
         self._identity_by_login: dict[tuple[str, str, str], str] = {}
         self._login_by_identity: dict[str, tuple[str, str, str]] = {}
         self.refresh_tokens = RefreshTokens(clock)
+        self.devices = DeviceRegistry(clock)
+        self._device_sessions: dict[str, tuple[_ChoiceSession, str]] = {}
         self._choice_sessions: dict[str, _ChoiceSession] = {}
         self._email_codes: dict[str, str] = {}
         #: The last EMAIL_OTP code "sent" per username (the devstack delivers no e-mail).
@@ -117,6 +120,11 @@ class StrictCognitoLayer:
             f"{IDP_PREFIX}.GetTokensFromRefreshToken": self._get_tokens_from_refresh_token,
             f"{IDP_PREFIX}.RevokeToken": self._revoke_token,
             f"{IDP_PREFIX}.GetClientToken": self._get_client_token,
+            f"{IDP_PREFIX}.ConfirmDevice": self._confirm_device,
+            f"{IDP_PREFIX}.ListDevices": self._list_devices,
+            f"{IDP_PREFIX}.GetDevice": self._get_device,
+            f"{IDP_PREFIX}.ForgetDevice": self._forget_device,
+            f"{IDP_PREFIX}.UpdateDeviceStatus": self._update_device_status,
             f"{IDP_PREFIX}.CreateUserPoolClient": self._check_client_config,
             f"{IDP_PREFIX}.UpdateUserPoolClient": self._check_client_config,
             **{f"{IDP_PREFIX}.{action}": self._check_top_level_secret_hash for action in _SECRET_HASH_ACTIONS},
@@ -274,10 +282,23 @@ class StrictCognitoLayer:
             self._check_secret_hash(client, auth.get("SECRET_HASH"), [str(auth.get("USERNAME") or "")])
         if flow == "USER_AUTH":
             return self._user_auth(pool, client, auth)
+        if flow == "USER_PASSWORD_AUTH":
+            user = self._active_user(pool, auth.get("USERNAME"))
+            password = auth.get("PASSWORD")
+            if not isinstance(password, str) or not password:
+                raise CognitoError("InvalidParameterException", "Missing required parameter PASSWORD")
+            return self._after_first_factor(pool, client, user, password, device_key=auth.get("DEVICE_KEY"))
         if flow != "USER_SRP_AUTH":
             return None
         user = self._active_user(pool, auth.get("USERNAME"))
-        return self._start_srp(pool, client, user, auth.get("SRP_A"))
+        answer = self._start_srp(pool, client, user, auth.get("SRP_A"))
+        device_key = auth.get("DEVICE_KEY")
+        if isinstance(device_key, str):
+            with self._lock:
+                entry = self._srp_sessions.get(answer["ChallengeParameters"]["SECRET_BLOCK"])
+            if entry is not None:
+                entry[0].sign_in_device_key = device_key
+        return answer
 
     def _start_srp(
         self, pool: Any, client: Any, user: Any, srp_a: Any, session_id: str | None = None
@@ -389,17 +410,39 @@ class StrictCognitoLayer:
             }
         raise CognitoError("InvalidParameterException", f"{choice} is not an available challenge for this user")
 
-    def _after_first_factor(self, pool: Any, client: Any, user: Any, password: str) -> dict[str, Any]:
-        """Password checked by moto's admin flow, which then runs MFA, NEW_PASSWORD_REQUIRED or issues tokens."""
-        from moto.core.exceptions import JsonRESTError
+    def _after_first_factor(
+        self, pool: Any, client: Any, user: Any, password: str, device_key: Any = None
+    ) -> dict[str, Any]:
+        """Password checked by moto's admin flow, which then runs MFA, NEW_PASSWORD_REQUIRED or issues tokens.
 
-        backend = pool.backend
-        try:
-            result: dict[str, Any] = backend.admin_initiate_auth(
-                pool.id, client.id, "ADMIN_USER_PASSWORD_AUTH", {"USERNAME": user.username, "PASSWORD": password}
-            )
-        except JsonRESTError as exc:
-            raise CognitoError(exc.error_type, exc.message, exc.code) from exc
+        In a pool that remembers devices, a remembered DEVICE_KEY of this user turns what follows into
+        DEVICE_SRP_AUTH instead of MFA (ChallengeRequiredOnNewDevice), as Cognito does.
+        """
+        if not hmac.compare_digest(str(password).encode(), str(user.password).encode()):
+            raise CognitoError("NotAuthorizedException", "Incorrect username or password.")
+        result = self._moto(
+            pool.backend.admin_initiate_auth,
+            pool.id,
+            client.id,
+            "ADMIN_USER_PASSWORD_AUTH",
+            {"USERNAME": user.username, "PASSWORD": password},
+            hide=[password],
+        )
+        config = DeviceConfig.of_pool(pool)
+        device = self.devices.get(device_key, pool.id, user.username) if config else None
+        if (
+            config is not None
+            and config.challenge_required_on_new_device
+            and device is not None
+            and device.confirmed
+            and device.remembered
+            and result.get("ChallengeName") != "NEW_PASSWORD_REQUIRED"
+        ):
+            return {
+                "ChallengeName": "DEVICE_SRP_AUTH",
+                "Session": self._open_device_session(pool, client, user, device),
+                "ChallengeParameters": {"USERNAME": user.username},
+            }
         if "ChallengeName" in result:
             challenge_params = dict(result.get("ChallengeParameters") or {})
             challenge_params.setdefault("USERNAME", user.username)
@@ -408,6 +451,33 @@ class StrictCognitoLayer:
                 challenge_params.setdefault("requiredAttributes", "[]")
                 challenge_params.setdefault("userAttributes", json.dumps({"email_verified": "false"}))
             result["ChallengeParameters"] = challenge_params
+        return self._finish(pool, user.username, result)
+
+    def _finish(self, pool: Any, username: str, result: dict[str, Any], device: Device | None = None) -> dict[str, Any]:
+        """Tokens issued: in a device pool, bind the refresh token to a device (a new one unless proven)."""
+        tokens = result.get("AuthenticationResult")
+        if not isinstance(tokens, dict) or not tokens.get("RefreshToken") or DeviceConfig.of_pool(pool) is None:
+            return result
+        if device is None:
+            device = self.devices.new_device(pool, username)
+            tokens["NewDeviceMetadata"] = new_device_metadata(device)
+        else:
+            self.devices.authenticated(device)
+        self.devices.bind(tokens["RefreshToken"], device)
+        return result
+
+    @staticmethod
+    def _moto(call: Callable[..., Any], *args: Any, hide: Iterable[Any] = ()) -> dict[str, Any]:
+        """Call moto in-process; its errors become Cognito's, never echoing the ``hide`` values (moto's do)."""
+        from moto.core.exceptions import JsonRESTError
+
+        try:
+            result: dict[str, Any] = call(*args)
+        except JsonRESTError as exc:
+            message = str(exc.message)
+            if any(isinstance(v, str) and len(v) >= 6 and v in message for v in hide):
+                message = "Invalid token, session or secret hash."
+            raise CognitoError(exc.error_type, message, exc.code) from exc
         return result
 
     def _select_challenge(
@@ -424,8 +494,7 @@ class StrictCognitoLayer:
             given = str(responses.get("EMAIL_OTP_CODE") or "")
             if expected is None or not hmac.compare_digest(expected.encode(), given.encode()):
                 raise CognitoError("CodeMismatchException", "Invalid code received for user")
-            signed_in: dict[str, Any] = pool.backend._log_user_in(pool, client, user.username)
-            return signed_in
+            return self._finish(pool, user.username, pool.backend._log_user_in(pool, client, user.username))
         user = self._take_choice_session(pool, client, params.get("Session"), username)
         choice = str(responses.get("ANSWER") or "") if name == "SELECT_CHALLENGE" else str(name)
         if choice not in self._available_challenges(pool, user):
@@ -441,6 +510,8 @@ class StrictCognitoLayer:
         owner = self.refresh_tokens.owner(pool, client, token)
         user = pool._get_user(owner[1])
         self._check_secret_hash(client, auth.get("SECRET_HASH"), [owner[1]] + ([user.id] if user else []))
+        if DeviceConfig.of_pool(pool) is not None:
+            self.devices.check_refresh(str(token), auth.get("DEVICE_KEY"))
         return {"ChallengeParameters": {}, "AuthenticationResult": self._tokens_for(pool, owner)}
 
     def _get_tokens_from_refresh_token(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -449,10 +520,13 @@ class StrictCognitoLayer:
         self._check_client_secret(client, params.get("ClientSecret"))
         token = params.get("RefreshToken")
         owner = self.refresh_tokens.owner(pool, client, token)
+        if DeviceConfig.of_pool(pool) is not None:
+            self.devices.check_refresh(str(token), params.get("DeviceKey"))
         result = self._tokens_for(pool, owner)
         rotation = Rotation.of_client(client)
         if rotation.enabled:
             result["RefreshToken"] = self.refresh_tokens.rotate(pool, client, str(token), rotation)
+            self.devices.inherit(str(token), result["RefreshToken"])
         return {"AuthenticationResult": result}
 
     @staticmethod
@@ -538,7 +612,11 @@ class StrictCognitoLayer:
         self._check_secret_hash(client, responses.get("SECRET_HASH"), [username])
         name = params.get("ChallengeName")
         if name == "SOFTWARE_TOKEN_MFA":
-            return self._software_token_mfa(params, responses)
+            return self._software_token_mfa(pool, client, params, responses)
+        if name == "DEVICE_SRP_AUTH":
+            return self._device_srp_auth(pool, client, params, responses)
+        if name == "DEVICE_PASSWORD_VERIFIER":
+            return self._device_password_verifier(pool, client, params, responses)
         if name in ("SELECT_CHALLENGE", "PASSWORD", "PASSWORD_SRP", "EMAIL_OTP"):
             return self._select_challenge(pool, client, params, responses)
         if name != "PASSWORD_VERIFIER":
@@ -551,7 +629,7 @@ class StrictCognitoLayer:
             raise refused
         session = entry[0]
         user = self._resolve_user(pool, username)
-        if session.client_id != client.id or user is None or user.username != session.username:
+        if session.client_id != client.id or user is None or user.username != session.username or session.device_key:
             raise refused
         if session.auth_session is not None and params.get("Session") != session.auth_session:
             raise CognitoError("NotAuthorizedException", "Invalid session for the user.")
@@ -564,10 +642,12 @@ class StrictCognitoLayer:
         except SrpError as exc:
             raise refused from exc
         # The proof holds: let moto run the rest (MFA, NEW_PASSWORD_REQUIRED, tokens) as after a password check.
-        return self._after_first_factor(pool, client, user, user.password)
+        device_key = responses.get("DEVICE_KEY") or session.sign_in_device_key
+        return self._after_first_factor(pool, client, user, user.password, device_key=device_key)
 
-    @staticmethod
-    def _software_token_mfa(params: dict[str, Any], responses: dict[str, Any]) -> bytes:
+    def _software_token_mfa(
+        self, pool: Any, client: Any, params: dict[str, Any], responses: dict[str, Any]
+    ) -> dict[str, Any]:
         """Accept a code from the previous, current or next 30 s step, as Cognito does; moto takes only the current."""
         import pyotp
         from moto.cognitoidp import models
@@ -576,8 +656,184 @@ class StrictCognitoLayer:
         code = str(responses.get("SOFTWARE_TOKEN_MFA_CODE") or "")
         if not code.isdigit() or not totp.verify(code, valid_window=1):
             raise CognitoError("CodeMismatchException", "Invalid code received for user")
-        forwarded = dict(params, ChallengeResponses=dict(responses, SOFTWARE_TOKEN_MFA_CODE=totp.now()))
-        return json.dumps(forwarded).encode()
+        result = self._moto(
+            pool.backend.respond_to_auth_challenge,
+            str(params.get("Session") or ""),
+            client.id,
+            "SOFTWARE_TOKEN_MFA",
+            dict(responses, SOFTWARE_TOKEN_MFA_CODE=totp.now()),
+            hide=[params.get("Session"), *responses.values()],
+        )
+        username = str(responses.get("USERNAME") or "")
+        user = self._resolve_user(pool, username)
+        return self._finish(pool, user.username if user is not None else username, result)
+
+    # -- remembered devices -----------------------------------------------------------------------
+
+    def _open_device_session(self, pool: Any, client: Any, user: Any, device: Device) -> str:
+        session_id = "AYABe" + secrets.token_urlsafe(96)
+        now = self._clock()
+        minutes = float(client.extended_config.get("AuthSessionValidity") or 3)
+        with self._lock:
+            for key, (entry, _) in list(self._device_sessions.items()):
+                if now > entry.expires_at:
+                    del self._device_sessions[key]
+            self._device_sessions[session_id] = (
+                _ChoiceSession(pool.id, client.id, user.username, now + 60 * minutes),
+                device.key,
+            )
+        return session_id
+
+    def _device_srp_auth(
+        self, pool: Any, client: Any, params: dict[str, Any], responses: dict[str, Any]
+    ) -> dict[str, Any]:
+        """DEVICE_SRP_AUTH: SRP_A against the device's stored verifier; username = DeviceKey, pool = DeviceGroupKey."""
+        with self._lock:
+            found = self._device_sessions.pop(str(params.get("Session") or ""), None)
+        invalid = CognitoError("NotAuthorizedException", "Invalid session for the user, session is expired.")
+        if found is None or self._clock() > found[0].expires_at or found[0].client_id != client.id:
+            raise invalid
+        entry, device_key = found
+        user = self._resolve_user(pool, responses.get("USERNAME"))
+        device = self.devices.get(responses.get("DEVICE_KEY"), pool.id, entry.username)
+        if user is None or user.username != entry.username or device is None or device.key != device_key:
+            raise invalid
+        if device.verifier is None or device.salt_hex is None:
+            raise CognitoError("NotAuthorizedException", "Device is not confirmed.")
+        srp_a = responses.get("SRP_A")
+        if not isinstance(srp_a, str) or not srp_a:
+            raise CognitoError("InvalidParameterException", "Missing required parameter SRP_A")
+        try:
+            session = SrpServerSession.start_with_verifier(
+                pool_id=pool.id,
+                pool_name=device.group_key,
+                username=device.key,
+                client_id=client.id,
+                verifier=device.verifier,
+                salt_hex=device.salt_hex,
+                srp_a_hex=srp_a,
+            )
+        except SrpError as exc:
+            raise CognitoError("InvalidParameterException", str(exc)) from exc
+        session.device_key = device.key
+        session.auth_session = self._open_device_session(pool, client, user, device)
+        now = self._clock()
+        with self._lock:
+            self._srp_sessions[session.secret_block_b64] = (session, now)
+        return {
+            "ChallengeName": "DEVICE_PASSWORD_VERIFIER",
+            "Session": session.auth_session,
+            "ChallengeParameters": {
+                "SALT": session.salt_hex,
+                "SRP_B": session.srp_b_hex,
+                "SECRET_BLOCK": session.secret_block_b64,
+                "USERNAME": user.username,
+            },
+        }
+
+    def _device_password_verifier(
+        self, pool: Any, client: Any, params: dict[str, Any], responses: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The device's proof holds: tokens, no MFA, no new device."""
+        block = str(responses.get("PASSWORD_CLAIM_SECRET_BLOCK") or "")
+        with self._lock:
+            entry = self._srp_sessions.pop(block, None)
+            if entry is not None:
+                self._device_sessions.pop(str(entry[0].auth_session), None)
+        refused = CognitoError("NotAuthorizedException", "Incorrect username or password.")
+        if entry is None or self._clock() - entry[1] > SRP_SESSION_SECONDS:
+            raise refused
+        session = entry[0]
+        user = self._resolve_user(pool, responses.get("USERNAME"))
+        device = self.devices.get(session.device_key, pool.id, user.username if user is not None else "")
+        if (
+            session.device_key is None
+            or session.client_id != client.id
+            or params.get("Session") != session.auth_session
+            or responses.get("DEVICE_KEY") != session.device_key
+            or device is None
+        ):
+            raise refused
+        try:
+            session.verify(
+                signature_b64=str(responses.get("PASSWORD_CLAIM_SIGNATURE") or ""),
+                timestamp=str(responses.get("TIMESTAMP") or ""),
+                now=dt.datetime.fromtimestamp(self._clock(), dt.UTC),
+            )
+        except SrpError as exc:
+            raise refused from exc
+        return self._finish(pool, device.username, pool.backend._log_user_in(pool, client, device.username), device)
+
+    def _access_token_user(self, token: Any) -> tuple[Any, str]:
+        """(pool, username) of a live user access token with aws.cognito.signin.user.admin."""
+        import jwt
+
+        invalid = CognitoError("NotAuthorizedException", "Invalid Access Token")
+        try:
+            issuer = str(jwt.decode(str(token), options={"verify_signature": False}).get("iss") or "")
+        except jwt.PyJWTError as exc:
+            raise invalid from exc
+        pool_id = issuer.rsplit("/", 1)[-1]
+        for backend in self._idp_backends():
+            pool = backend.user_pools.get(pool_id)
+            if pool is None:
+                continue
+            try:
+                claims = verify_id_token(
+                    str(token), region=pool.region, user_pool_id=pool.id, client_ids=None, token_use="access"
+                )
+            except TokenError as exc:
+                raise invalid from exc
+            if "aws.cognito.signin.user.admin" not in str(claims.get("scope") or "").split():
+                raise CognitoError("NotAuthorizedException", "Access Token does not have required scopes")
+            issued = pool.access_tokens.get(token)
+            if issued is None:
+                raise CognitoError("NotAuthorizedException", "Access Token has been revoked")
+            return pool, str(issued[1])
+        raise invalid
+
+    def _user_device(self, params: dict[str, Any]) -> tuple[Any, str, Device]:
+        pool, username = self._access_token_user(params.get("AccessToken"))
+        device = self.devices.get(params.get("DeviceKey"), pool.id, username)
+        if device is None:
+            raise CognitoError("ResourceNotFoundException", "Device does not exist.")
+        return pool, username, device
+
+    def _confirm_device(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ConfirmDevice: keep the device's SRP verifier; remembered at once unless the pool asks the user."""
+        pool, _, device = self._user_device(params)
+        config = DeviceConfig.of_pool(pool)
+        if config is None:
+            raise CognitoError("InvalidParameterException", "Device tracking is not enabled for this user pool.")
+        ask_user = config.only_remembered_on_user_prompt
+        self.devices.confirm(
+            device, params.get("DeviceSecretVerifierConfig"), params.get("DeviceName"), remember=not ask_user
+        )
+        return {"UserConfirmationNecessary": ask_user}
+
+    def _update_device_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        _, _, device = self._user_device(params)
+        status = params.get("DeviceRememberedStatus")
+        if status not in ("remembered", "not_remembered"):
+            raise CognitoError(
+                "InvalidParameterException", "DeviceRememberedStatus must be remembered or not_remembered"
+            )
+        self.devices.update(device, remembered=status == "remembered")
+        return {}
+
+    def _list_devices(self, params: dict[str, Any]) -> dict[str, Any]:
+        pool, username = self._access_token_user(params.get("AccessToken"))
+        return {"Devices": [d.to_api() for d in self.devices.listed(pool.id, username)]}
+
+    def _get_device(self, params: dict[str, Any]) -> dict[str, Any]:
+        _, _, device = self._user_device(params)
+        return {"Device": device.to_api()}
+
+    def _forget_device(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ForgetDevice: the device key no longer signs in, and refresh tokens issued on it stop working."""
+        _, _, device = self._user_device(params)
+        self.devices.forget(device)
+        return {}
 
     # -- identity pool ----------------------------------------------------------------------------
 

@@ -95,6 +95,10 @@ class _Seed:
 M2M_RESOURCE_SERVER = "devstack-api"
 M2M_SCOPES = (f"{M2M_RESOURCE_SERVER}/orders.read", f"{M2M_RESOURCE_SERVER}/orders.write")
 
+#: Users of the device-remembering pool (the MFA one answers TOTP with ``totp_secret``, as moto shares it).
+DEVICE_USERNAME = "devstack-device-user"
+DEVICE_MFA_USERNAME = "devstack-device-mfa-user"
+
 #: RetryGracePeriodSeconds of the seeded rotation client after reset() (Cognito's: no grace).
 DEFAULT_REFRESH_GRACE_SECONDS = 0
 
@@ -394,18 +398,20 @@ class DevStack:
             SoftwareTokenMfaSettings={"Enabled": True, "PreferredMfa": True},
         )
 
-        provider = f"cognito-idp.{self.region}.amazonaws.com/{seed.user_pool_id}"
+        self._seed_device_pool(idp)
+
         seed.identity_pool_id = self._admin_client("cognito-identity").create_identity_pool(
             IdentityPoolName="devstack_identities",
             AllowUnauthenticatedIdentities=False,
+            # Every seeded client that signs in users may trade its ID tokens here.
             CognitoIdentityProviders=[
-                {"ProviderName": provider, "ClientId": seed.client_id, "ServerSideTokenCheck": False},
-                {"ProviderName": provider, "ClientId": seed.public_client_id, "ServerSideTokenCheck": False},
-                *(
-                    {"ProviderName": provider, "ClientId": c.client_id, "ServerSideTokenCheck": False}
-                    for c in seed.clients.values()
-                    if c.user_pool_id == seed.user_pool_id and c.name not in ("default", "public") and c.username
-                ),
+                {
+                    "ProviderName": f"cognito-idp.{self.region}.amazonaws.com/{c.user_pool_id}",
+                    "ClientId": c.client_id,
+                    "ServerSideTokenCheck": False,
+                }
+                for c in seed.clients.values()
+                if c.username
             ],
         )["IdentityPoolId"]
 
@@ -416,6 +422,53 @@ class DevStack:
                 s3.create_bucket(Bucket=seed.bucket)
             else:
                 s3.create_bucket(Bucket=seed.bucket, CreateBucketConfiguration={"LocationConstraint": self.region})
+
+    def _seed_device_pool(self, idp: Any) -> None:
+        """A second pool that remembers devices (ChallengeRequiredOnNewDevice, remembered without a prompt)."""
+        import pyotp
+
+        seed = self._seed
+        pool_id = idp.create_user_pool(
+            PoolName=f"devstack-devices-{secrets.token_hex(3)}",
+            MfaConfiguration="OPTIONAL",
+            Policies={"PasswordPolicy": {"MinimumLength": 8}},
+            DeviceConfiguration={"ChallengeRequiredOnNewDevice": True, "DeviceOnlyRememberedOnUserPrompt": False},
+        )["UserPool"]["Id"]
+        idp.set_user_pool_mfa_config(
+            UserPoolId=pool_id, SoftwareTokenMfaConfiguration={"Enabled": True}, MfaConfiguration="OPTIONAL"
+        )
+        client = idp.create_user_pool_client(
+            UserPoolId=pool_id,
+            ClientName="devstack-devices",
+            GenerateSecret=True,
+            ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        )["UserPoolClient"]
+        for name, username in (("device", DEVICE_USERNAME), ("device_mfa", DEVICE_MFA_USERNAME)):
+            password = _password()
+            idp.admin_create_user(
+                UserPoolId=pool_id,
+                Username=username,
+                TemporaryPassword=password,
+                MessageAction="SUPPRESS",
+                UserAttributes=[{"Name": "email", "Value": f"{username}@example.com"}],
+            )
+            idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
+            seed.clients[name] = SeededClient(
+                name, pool_id, client["ClientId"], client["ClientSecret"], username=username, password=password
+            )
+        tokens = idp.admin_initiate_auth(
+            UserPoolId=pool_id,
+            ClientId=client["ClientId"],
+            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": DEVICE_MFA_USERNAME, "PASSWORD": seed.clients["device_mfa"].password},
+        )["AuthenticationResult"]
+        secret = idp.associate_software_token(AccessToken=tokens["AccessToken"])["SecretCode"]
+        idp.verify_software_token(AccessToken=tokens["AccessToken"], UserCode=pyotp.TOTP(secret).now())
+        idp.admin_set_user_mfa_preference(
+            UserPoolId=pool_id,
+            Username=DEVICE_MFA_USERNAME,
+            SoftwareTokenMfaSettings={"Enabled": True, "PreferredMfa": True},
+        )
 
     # -- seeded values ----------------------------------------------------------------------------
 
@@ -510,6 +563,42 @@ class DevStack:
         """The user pool domain's token endpoint (client_credentials grant), served on the Cognito endpoint."""
         return f"{self.moto_endpoint_url}/oauth2/token"
 
+    @property
+    def device_user_pool_id(self) -> str:
+        """The second user pool: DeviceConfiguration ChallengeRequiredOnNewDevice=true, no user prompt."""
+        return self._seed.clients["device"].user_pool_id
+
+    @property
+    def device_client_id(self) -> str:
+        """App client (with a secret: SRP, password, refresh) of the device pool."""
+        return self._seed.clients["device"].client_id
+
+    @property
+    def device_client_secret(self) -> str:
+        return self._seed.clients["device"].client_secret
+
+    @property
+    def device_username(self) -> str:
+        return self._seed.clients["device"].username
+
+    @property
+    def device_password(self) -> str:
+        return self._seed.clients["device"].password
+
+    @property
+    def device_mfa_username(self) -> str:
+        """TOTP user of the device pool (code from ``totp_secret``): a remembered device replaces the MFA step."""
+        return self._seed.clients["device_mfa"].username
+
+    @property
+    def device_mfa_password(self) -> str:
+        return self._seed.clients["device_mfa"].password
+
+    @property
+    def device_provider_name(self) -> str:
+        """The identity-pool Logins key of the device pool."""
+        return f"cognito-idp.{self.region}.amazonaws.com/{self.device_user_pool_id}"
+
     def last_email_otp(self, username: str) -> str | None:
         """The EMAIL_OTP code last "sent" to this user in a USER_AUTH sign-in (no e-mail leaves the stack)."""
         return self._strict.last_email_otp.get(username) if self._strict is not None else None
@@ -585,8 +674,6 @@ class DevStack:
             base["scopes"] = list(seeded.scopes)
         if not seeded.username:  # machine clients have no user, hence no identity pool
             base["identity_pool_id"] = None
-        if seeded.user_pool_id != self.user_pool_id:
-            base["identity_pool_id"] = None
         base.update(overrides)
         return self.conn_dict(**base)
 
@@ -643,6 +730,14 @@ class DevStack:
             "m2m_client_secret": self.m2m_client_secret,
             "m2m_scopes": list(self.m2m_scopes),
             "oauth_token_url": self.oauth_token_url,
+            "device_user_pool_id": self.device_user_pool_id,
+            "device_client_id": self.device_client_id,
+            "device_client_secret": self.device_client_secret,
+            "device_username": self.device_username,
+            "device_password": self.device_password,
+            "device_mfa_username": self.device_mfa_username,
+            "device_mfa_password": self.device_mfa_password,
+            "device_provider_name": self.device_provider_name,
             "clients": {name: c.describe() for name, c in self._seed.clients.items()},
             "credential_lifetime_seconds": self.registry.lifetime_seconds,
             "conn_json": self.conn_json,
