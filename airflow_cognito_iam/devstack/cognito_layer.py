@@ -592,8 +592,26 @@ class StrictCognitoLayer:
 
     @staticmethod
     def _resolve_user(pool: Any, username: Any) -> Any:
-        """The user a sign-in names: its username, or a UsernameAttributes value (moto's lookup)."""
-        return pool._get_user(username) if isinstance(username, str) and username else None
+        """The user a sign-in names: its username, a UsernameAttributes value, or a verified alias.
+
+        moto knows the first two; in an AliasAttributes pool Cognito also signs a user in by a
+        verified e-mail or phone number (or any preferred_username), and then names the user by
+        the internal username in USERNAME and USER_ID_FOR_SRP.
+        """
+        if not isinstance(username, str) or not username:
+            return None
+        user = pool._get_user(username)
+        aliases = pool.extended_config.get("AliasAttributes") or []
+        if user is not None or not aliases:
+            return user
+        for candidate in pool.users.values():
+            attributes = {a["Name"]: a["Value"] for a in candidate.attributes}
+            for alias in aliases:
+                if attributes.get(alias) != username:
+                    continue
+                if alias == "preferred_username" or attributes.get(f"{alias}_verified") == "true":
+                    return candidate
+        return None
 
     def _active_user(self, pool: Any, username: Any) -> Any:
         user = self._resolve_user(pool, username)

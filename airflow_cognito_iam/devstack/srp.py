@@ -93,7 +93,7 @@ class SrpServerSession:
     @classmethod
     def start(cls, *, pool_id: str, username: str, password: str, client_id: str, srp_a_hex: str) -> SrpServerSession:
         """Check the client's A and compute B = kv + g^b for this user's password."""
-        salt_hex = secrets.token_hex(16)
+        salt_hex = new_salt_hex()
         verifier = pow(_G, _x_value(pool_id.split("_", 1)[1], username, password, salt_hex), _N)
         return cls.start_with_verifier(
             pool_id=pool_id,
@@ -125,7 +125,8 @@ class SrpServerSession:
         if srp_a % _N == 0:
             raise SrpError("SRP_A is not valid")
         while True:
-            small_b = secrets.randbelow(_N - 1) + 1
+            # 256 random bits, RFC 5054's floor for the secret exponent; a b as long as N only costs time.
+            small_b = secrets.randbits(256) | 1 << 255
             big_b = (_K * verifier + pow(_G, small_b, _N)) % _N
             if big_b != 0 and calculate_u(srp_a, big_b) != 0:
                 break
@@ -164,6 +165,19 @@ class SrpServerSession:
         expected = base64.standard_b64encode(hmac.new(key, message, hashlib.sha256).digest())
         if not hmac.compare_digest(expected, signature_b64.encode()):
             raise SrpError("PASSWORD_CLAIM_SIGNATURE does not match")
+
+
+def new_salt_hex() -> str:
+    """A 128-bit salt as Cognito sends it: the hex of the integer, no leading zeros.
+
+    Clients parse SALT as an integer and re-pad it before hashing (amazon-cognito-identity-js'
+    ``padHex``). A salt string starting with ``00`` and a nibble below 8 (about 1 in 512) pads to
+    other bytes there than the server hashed, so a correct password fails.
+    """
+    value = 0
+    while value == 0:
+        value = secrets.randbits(128)
+    return format(value, "x")
 
 
 def _x_value(pool_name: str, username: str, password: str, salt_hex: str) -> int:

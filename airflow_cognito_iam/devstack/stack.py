@@ -99,6 +99,10 @@ M2M_SCOPES = (f"{M2M_RESOURCE_SERVER}/orders.read", f"{M2M_RESOURCE_SERVER}/orde
 DEVICE_USERNAME = "devstack-device-user"
 DEVICE_MFA_USERNAME = "devstack-device-mfa-user"
 
+#: The AliasAttributes pool's internal username (its login is the verified e-mail) and the e-mail pool's login.
+ALIAS_USERNAME = "devstack-alias-user"
+EMAIL_LOGIN = "devstack-email-user@example.com"
+
 #: RetryGracePeriodSeconds of the seeded rotation client after reset() (Cognito's: no grace).
 DEFAULT_REFRESH_GRACE_SECONDS = 0
 
@@ -163,6 +167,7 @@ class DevStack:
         # moto verifies SOFTWARE_TOKEN_MFA codes only with this set; it reads it on every call.
         os.environ["MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP"] = "true"
         _give_moto_a_real_totp_secret()
+        _give_id_tokens_the_real_email()
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
         from airflow_cognito_iam.devstack.cognito_layer import StrictCognitoLayer
@@ -399,6 +404,7 @@ class DevStack:
         )
 
         self._seed_device_pool(idp)
+        self._seed_login_pools(idp)
 
         seed.identity_pool_id = self._admin_client("cognito-identity").create_identity_pool(
             IdentityPoolName="devstack_identities",
@@ -469,6 +475,39 @@ class DevStack:
             Username=DEVICE_MFA_USERNAME,
             SoftwareTokenMfaSettings={"Enabled": True, "PreferredMfa": True},
         )
+
+    def _seed_login_pools(self, idp: Any) -> None:
+        """Pools where the login is not the username: an e-mail alias, and e-mail as the username."""
+        for name, pool_args, username, login in (
+            ("alias", {"AliasAttributes": ["email"]}, ALIAS_USERNAME, f"{ALIAS_USERNAME}@example.com"),
+            ("email", {"UsernameAttributes": ["email"]}, EMAIL_LOGIN, EMAIL_LOGIN),
+        ):
+            pool_id = idp.create_user_pool(
+                PoolName=f"devstack-{name}-{secrets.token_hex(3)}",
+                Policies={"PasswordPolicy": {"MinimumLength": 8}},
+                **pool_args,
+            )["UserPool"]["Id"]
+            client = idp.create_user_pool_client(
+                UserPoolId=pool_id,
+                ClientName=f"devstack-{name}",
+                GenerateSecret=True,
+                ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            )["UserPoolClient"]
+            password = _password()
+            idp.admin_create_user(
+                UserPoolId=pool_id,
+                Username=username,
+                TemporaryPassword=password,
+                MessageAction="SUPPRESS",
+                UserAttributes=[
+                    {"Name": "email", "Value": login if "@" in login else f"{username}@example.com"},
+                    {"Name": "email_verified", "Value": "true"},
+                ],
+            )
+            idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
+            self._seed.clients[name] = SeededClient(
+                name, pool_id, client["ClientId"], client["ClientSecret"], username=login, password=password
+            )
 
     # -- seeded values ----------------------------------------------------------------------------
 
@@ -598,6 +637,53 @@ class DevStack:
     def device_provider_name(self) -> str:
         """The identity-pool Logins key of the device pool."""
         return f"cognito-idp.{self.region}.amazonaws.com/{self.device_user_pool_id}"
+
+    @property
+    def alias_user_pool_id(self) -> str:
+        """A pool with AliasAttributes ["email"]: its user signs in with the verified e-mail ``alias_login``."""
+        return self._seed.clients["alias"].user_pool_id
+
+    @property
+    def alias_client_id(self) -> str:
+        return self._seed.clients["alias"].client_id
+
+    @property
+    def alias_client_secret(self) -> str:
+        return self._seed.clients["alias"].client_secret
+
+    @property
+    def alias_login(self) -> str:
+        """The e-mail alias to sign in with; challenges name the user ``alias_username``."""
+        return self._seed.clients["alias"].username
+
+    @property
+    def alias_username(self) -> str:
+        return ALIAS_USERNAME
+
+    @property
+    def alias_password(self) -> str:
+        return self._seed.clients["alias"].password
+
+    @property
+    def email_user_pool_id(self) -> str:
+        """A pool with UsernameAttributes ["email"]: the login is the e-mail, the username an internal UUID."""
+        return self._seed.clients["email"].user_pool_id
+
+    @property
+    def email_client_id(self) -> str:
+        return self._seed.clients["email"].client_id
+
+    @property
+    def email_client_secret(self) -> str:
+        return self._seed.clients["email"].client_secret
+
+    @property
+    def email_login(self) -> str:
+        return self._seed.clients["email"].username
+
+    @property
+    def email_password(self) -> str:
+        return self._seed.clients["email"].password
 
     def last_email_otp(self, username: str) -> str | None:
         """The EMAIL_OTP code last "sent" to this user in a USER_AUTH sign-in (no e-mail leaves the stack)."""
@@ -738,6 +824,17 @@ class DevStack:
             "device_mfa_username": self.device_mfa_username,
             "device_mfa_password": self.device_mfa_password,
             "device_provider_name": self.device_provider_name,
+            "alias_user_pool_id": self.alias_user_pool_id,
+            "alias_client_id": self.alias_client_id,
+            "alias_client_secret": self.alias_client_secret,
+            "alias_login": self.alias_login,
+            "alias_username": self.alias_username,
+            "alias_password": self.alias_password,
+            "email_user_pool_id": self.email_user_pool_id,
+            "email_client_id": self.email_client_id,
+            "email_client_secret": self.email_client_secret,
+            "email_login": self.email_login,
+            "email_password": self.email_password,
             "clients": {name: c.describe() for name, c in self._seed.clients.items()},
             "credential_lifetime_seconds": self.registry.lifetime_seconds,
             "conn_json": self.conn_json,
@@ -892,6 +989,37 @@ def _give_moto_a_real_totp_secret() -> None:
 
     if models.COGNITO_TOTP_MFA_SECRET == "asdfasdfasdf":
         models.COGNITO_TOTP_MFA_SECRET = pyotp.random_base32(32)  # type: ignore[misc]
+
+
+def _give_id_tokens_the_real_email() -> None:
+    """In an e-mail-as-username pool moto puts the internal username (a UUID) in the ID token's ``email``.
+
+    Cognito puts the user's e-mail there. The pool's token factory is wrapped once per process to
+    pass the attribute, which moto's claims then take over.
+    """
+    from moto.cognitoidp.models import CognitoIdpUserPool
+
+    original = CognitoIdpUserPool.create_jwt
+    if getattr(original, "devstack_email_claim", False):
+        return
+
+    def create_jwt(
+        self: CognitoIdpUserPool,
+        client_id: str,
+        username: str,
+        token_use: str,
+        expires_in: int = 3600,
+        extra_data: dict[str, Any] | None = None,
+    ) -> tuple[str, int]:
+        if token_use == "id" and "email" in (self.extended_config.get("UsernameAttributes") or []):
+            user = self._get_user(username)
+            email = next((a["Value"] for a in user.attributes if a["Name"] == "email"), None) if user else None
+            if email:
+                extra_data = {**(extra_data or {}), "email": email}
+        return original(self, client_id, username, token_use, expires_in, extra_data)
+
+    create_jwt.devstack_email_claim = True  # type: ignore[attr-defined]
+    CognitoIdpUserPool.create_jwt = create_jwt  # type: ignore[method-assign]
 
 
 def _is_loopback(host: str) -> bool:

@@ -181,3 +181,29 @@ def test_connection_for_a_non_loopback_advertised_host_allows_plain_http() -> No
     assert compose.conn_extra()["allow_http"] is True
     assert "allow_http" not in local.conn_extra()
     assert compose.conn_extra(allow_http=None) == {k: v for k, v in compose.conn_extra().items() if k != "allow_http"}
+
+
+def _js_pad_hex(value: int) -> str:
+    """amazon-cognito-identity-js ``padHex`` of a BigInteger: even length, a leading 00 if the top bit is set."""
+    text = format(value, "x")
+    text = "0" + text if len(text) % 2 else text
+    return "00" + text if text[0] in "89abcdef" else text
+
+
+def test_srp_salt_is_sent_as_the_hex_of_its_integer_so_clients_that_re_pad_it_agree() -> None:
+    """Amplify parses SALT as an integer and pads it again; the server must have hashed those same bytes."""
+    from pycognito.aws_srp import pad_hex
+
+    from airflow_cognito_iam.devstack.srp import new_salt_hex
+
+    sent = [
+        SrpServerSession.start(
+            pool_id=POOL_ID, username="alice", password="Correct-horse-1", client_id="c", srp_a_hex="ab" * 64
+        ).salt_hex
+        for _ in range(64)
+    ]
+    salts = sent + [new_salt_hex() for _ in range(20000)]
+
+    assert all(not salt.startswith("0") for salt in salts)
+    assert all(pad_hex(salt) == _js_pad_hex(int(salt, 16)) for salt in salts)
+    assert len(set(salts)) == len(salts)
