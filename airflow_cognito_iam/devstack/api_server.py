@@ -12,6 +12,7 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import math
 import random
 import re
 import socket
@@ -32,6 +33,8 @@ from airflow_cognito_iam.devstack.state import (
     CredentialRegistry,
     Fault,
     IssuedCredentials,
+    Latency,
+    RateLimits,
     Stats,
 )
 from airflow_cognito_iam.devstack.tokens import TokenError, verify_id_token
@@ -184,6 +187,10 @@ class StackControl(Protocol):
     def set_token_lifetime(self, seconds: int) -> None: ...
     def expire_credentials(self) -> None: ...
     def set_refresh_grace_period(self, seconds: int) -> None: ...
+    def set_latency(self, seconds: float, path_prefix: str = ...) -> None: ...
+    def clear_latency(self) -> None: ...
+    def set_rate_limit(self, rate: float, burst: int, path_prefix: str = ...) -> None: ...
+    def clear_rate_limits(self) -> None: ...
     def reset(self) -> None: ...
 
 
@@ -218,6 +225,17 @@ def _control(control: StackControl, method: str, path: str, body: bytes) -> _Res
         control.set_token_lifetime(int(spec["seconds"]))
     elif route == ("POST", "/_control/refresh-grace-period"):
         control.set_refresh_grace_period(int(spec["seconds"]))
+    elif route == ("POST", "/_control/latency"):
+        control.set_latency(float(spec["seconds"]), str(spec.get("path_prefix", "/")))
+    elif route == ("DELETE", "/_control/latency"):
+        control.clear_latency()
+    elif route == ("POST", "/_control/rate-limit"):
+        burst = spec["burst"]
+        if not isinstance(burst, int):
+            raise ValueError("burst must be a whole number")
+        control.set_rate_limit(float(spec["rate"]), burst, str(spec.get("path_prefix", "/")))
+    elif route == ("DELETE", "/_control/rate-limit"):
+        control.clear_rate_limits()
     elif route == ("POST", "/_control/expire-credentials"):
         control.expire_credentials()
     elif route == ("POST", "/_control/reset"):
@@ -240,8 +258,12 @@ class ApiApp:
         stats_snapshot: Callable[[], dict[str, Any]],
         control: StackControl | None = None,
         clock: Callable[[], float] = time.time,
+        latency: Latency | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self.config = config
+        self.latency = latency or Latency()
+        self.rate_limits = rate_limits or RateLimits()
         self.registry = registry
         self.stats = stats
         self.faults = faults
@@ -279,6 +301,42 @@ class ApiApp:
             return self._send(start_response, answer)
 
         route = self._route_key(method, path)
+        wait = self.rate_limits.take(path)
+        if wait is not None:
+            # Throttled before any work, as API Gateway does; Retry-After is whole seconds, at least 1.
+            self.stats.throttled(route)
+            self.stats.api_call(route, 429)
+            throttled = _Response(
+                429,
+                {"message": "Too Many Requests"},
+                [("x-amzn-ErrorType", "TooManyRequestsException"), ("Retry-After", str(max(1, math.ceil(wait))))],
+            )
+            return self._send(start_response, throttled)
+        self.stats.api_started()
+        try:
+            return self._admitted(
+                environ, start_response, route, method, path, raw_path, raw_query, query, headers, body
+            )
+        finally:
+            self.stats.api_finished()
+
+    def _admitted(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        route: str,
+        method: str,
+        path: str,
+        raw_path: str,
+        raw_query: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> Iterable[bytes]:
+        """A request past the rate limit: added latency, faults, then the route."""
+        delay = self.latency.for_path(path)
+        if delay > 0:
+            time.sleep(delay)  # this request's thread only: the server answers others meanwhile
         fault = self._fault_for(path, query, headers)
         if fault is not None:
             faulted = self._apply_fault(fault, environ)

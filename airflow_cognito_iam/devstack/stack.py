@@ -16,7 +16,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from airflow_cognito_iam.devstack.api_server import ApiApp, ApiConfig
 from airflow_cognito_iam.devstack.keepalive import KeepAliveWSGIServer
-from airflow_cognito_iam.devstack.state import ApiFaults, CognitoFaults, CredentialRegistry, Stats
+from airflow_cognito_iam.devstack.state import ApiFaults, CognitoFaults, CredentialRegistry, Latency, RateLimits, Stats
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -138,6 +138,8 @@ class DevStack:
         self._stats = Stats()
         self._api_faults = ApiFaults()
         self._cognito_faults = CognitoFaults()
+        self._latency = Latency()
+        self._rate_limits = RateLimits()
         # Bucket names are global in S3 (and in moto's process-wide state): one per region.
         self._seed = _Seed(bucket="devstack-data" if region == DEFAULT_REGION else f"devstack-data-{region}")
         self._servers: list[_ServerThread] = []
@@ -223,6 +225,8 @@ class DevStack:
                 faults=self._api_faults,
                 stats_snapshot=self.stats,
                 control=self,
+                latency=self._latency,
+                rate_limits=self._rate_limits,
             )
             api_server = _ServerThread(KeepAliveWSGIServer((self.host, self._requested_ports[1]), api))
             self._servers.append(api_server)
@@ -844,8 +848,11 @@ class DevStack:
     # -- knobs ------------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Counters: ``cognito`` calls per action, ``cognito_rejected``, ``api`` per route/status, ``s3``."""
+        """Counters: ``cognito`` calls per action, ``cognito_rejected``, ``api`` per route/status, ``s3``,
+        ``rate_limited`` (429s from rate limits), and the ``latency`` / ``rate_limits`` in force."""
         snapshot = self._stats.snapshot()
+        snapshot["latency"] = self._latency.snapshot()
+        snapshot["rate_limits"] = self._rate_limits.snapshot()
         snapshot["credentials_issued"] = len(self.registry)
         return snapshot
 
@@ -953,8 +960,25 @@ class DevStack:
         spec = {"Feature": "ENABLED", "RetryGracePeriodSeconds": seconds}
         self._moto_client("rotation").extended_config["RefreshTokenRotation"] = spec
 
+    def set_latency(self, seconds: float, path_prefix: str = "/") -> None:
+        """Add ``seconds`` to each API request under ``path_prefix`` (longest prefix wins), without holding others."""
+        self._latency.set(seconds, path_prefix)
+
+    def clear_latency(self) -> None:
+        self._latency.clear()
+
+    def set_rate_limit(self, rate: float, burst: int, path_prefix: str = "/") -> None:
+        """Throttle API requests under ``path_prefix`` with a token bucket: 429 and Retry-After past it."""
+        self._rate_limits.set(rate, burst, path_prefix)
+
+    def clear_rate_limits(self) -> None:
+        self._rate_limits.clear()
+
     def reset(self) -> None:
-        """Back to defaults between tests: no faults, default lifetimes and grace period, zeroed counters."""
+        """Back to defaults between tests: no faults, latency or rate limits, default lifetimes and grace period,
+        zeroed counters."""
+        self.clear_latency()
+        self.clear_rate_limits()
         if self._seed.clients:
             self.set_refresh_grace_period(DEFAULT_REFRESH_GRACE_SECONDS)
         self.clear_faults()
