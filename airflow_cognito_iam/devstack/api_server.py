@@ -12,6 +12,7 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import math
 import random
 import re
 import socket
@@ -32,6 +33,8 @@ from airflow_cognito_iam.devstack.state import (
     CredentialRegistry,
     Fault,
     IssuedCredentials,
+    Latency,
+    RateLimits,
     Stats,
 )
 from airflow_cognito_iam.devstack.tokens import TokenError, verify_id_token
@@ -68,6 +71,8 @@ class ApiConfig:
     account_id: str
     user_pool_id: str
     client_ids: frozenset[str] = field(default_factory=frozenset)
+    #: App clients whose client-credentials access tokens the /m2m/ routes accept (users' ones too).
+    machine_client_ids: frozenset[str] = field(default_factory=frozenset)
     service: str = "execute-api"
     api_id: str = "devstack"
     stage: str = "prod"
@@ -144,8 +149,9 @@ class _Response:
 
 
 _REASONS = {
-    200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable",
+    200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error",
+    503: "Service Unavailable",
 }  # fmt: skip
 
 
@@ -180,6 +186,11 @@ class StackControl(Protocol):
     def set_credential_lifetime(self, seconds: float) -> None: ...
     def set_token_lifetime(self, seconds: int) -> None: ...
     def expire_credentials(self) -> None: ...
+    def set_refresh_grace_period(self, seconds: int) -> None: ...
+    def set_latency(self, seconds: float, path_prefix: str = ...) -> None: ...
+    def clear_latency(self) -> None: ...
+    def set_rate_limit(self, rate: float, burst: int, path_prefix: str = ...) -> None: ...
+    def clear_rate_limits(self) -> None: ...
     def reset(self) -> None: ...
 
 
@@ -212,6 +223,19 @@ def _control(control: StackControl, method: str, path: str, body: bytes) -> _Res
         control.set_credential_lifetime(float(spec["seconds"]))
     elif route == ("POST", "/_control/token-lifetime"):
         control.set_token_lifetime(int(spec["seconds"]))
+    elif route == ("POST", "/_control/refresh-grace-period"):
+        control.set_refresh_grace_period(int(spec["seconds"]))
+    elif route == ("POST", "/_control/latency"):
+        control.set_latency(float(spec["seconds"]), str(spec.get("path_prefix", "/")))
+    elif route == ("DELETE", "/_control/latency"):
+        control.clear_latency()
+    elif route == ("POST", "/_control/rate-limit"):
+        burst = spec["burst"]
+        if not isinstance(burst, int):
+            raise ValueError("burst must be a whole number")
+        control.set_rate_limit(float(spec["rate"]), burst, str(spec.get("path_prefix", "/")))
+    elif route == ("DELETE", "/_control/rate-limit"):
+        control.clear_rate_limits()
     elif route == ("POST", "/_control/expire-credentials"):
         control.expire_credentials()
     elif route == ("POST", "/_control/reset"):
@@ -234,8 +258,12 @@ class ApiApp:
         stats_snapshot: Callable[[], dict[str, Any]],
         control: StackControl | None = None,
         clock: Callable[[], float] = time.time,
+        latency: Latency | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self.config = config
+        self.latency = latency or Latency()
+        self.rate_limits = rate_limits or RateLimits()
         self.registry = registry
         self.stats = stats
         self.faults = faults
@@ -273,6 +301,42 @@ class ApiApp:
             return self._send(start_response, answer)
 
         route = self._route_key(method, path)
+        wait = self.rate_limits.take(path)
+        if wait is not None:
+            # Throttled before any work, as API Gateway does; Retry-After is whole seconds, at least 1.
+            self.stats.throttled(route)
+            self.stats.api_call(route, 429)
+            throttled = _Response(
+                429,
+                {"message": "Too Many Requests"},
+                [("x-amzn-ErrorType", "TooManyRequestsException"), ("Retry-After", str(max(1, math.ceil(wait))))],
+            )
+            return self._send(start_response, throttled)
+        self.stats.api_started()
+        try:
+            return self._admitted(
+                environ, start_response, route, method, path, raw_path, raw_query, query, headers, body
+            )
+        finally:
+            self.stats.api_finished()
+
+    def _admitted(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        route: str,
+        method: str,
+        path: str,
+        raw_path: str,
+        raw_query: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> Iterable[bytes]:
+        """A request past the rate limit: added latency, faults, then the route."""
+        delay = self.latency.for_path(path)
+        if delay > 0:
+            time.sleep(delay)  # this request's thread only: the server answers others meanwhile
         fault = self._fault_for(path, query, headers)
         if fault is not None:
             faulted = self._apply_fault(fault, environ)
@@ -313,7 +377,7 @@ class ApiApp:
         for prefix in ("/admin/", "/echo/"):
             if path.startswith(prefix):
                 return f"{method} {prefix}*"
-        if path in ("/orders", "/whoami", "/export", "/jobs", "/bearer/whoami"):
+        if path in ("/orders", "/whoami", "/export", "/jobs", "/bearer/whoami", "/m2m/orders"):
             return f"{method} {path}"
         return f"{method} <other>"
 
@@ -385,6 +449,8 @@ class ApiApp:
     ) -> _Response:
         if path.startswith("/bearer/"):
             return self._bearer(method, path, headers)
+        if path.startswith("/m2m/"):
+            return self._m2m(method, path, query, headers, body)
         caller = self._caller(method, raw_path, raw_query, headers, body)
         if path.startswith("/admin/") or path == "/admin":
             resource = (
@@ -531,3 +597,51 @@ class ApiApp:
                 "token_use": claims.get("token_use"),
             },
         )
+
+    def _m2m(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> _Response:
+        """A resource server behind a Cognito authorizer with OAuth scopes: each route names the scope it needs."""
+        needed = _M2M_ROUTES.get((method, path))
+        if needed is None:
+            known = any(p == path for _, p in _M2M_ROUTES)
+            raise ApiGatewayError(405 if known else 404, "MethodNotAllowedException" if known else "NotFoundException",
+                                  "Method Not Allowed" if known else "Not Found")  # fmt: skip
+        token = headers.get("authorization", "").strip()
+        if token.lower().startswith("bearer "):
+            token = token[7:].strip()
+        try:
+            claims = verify_id_token(
+                token,
+                region=self.config.region,
+                user_pool_id=self.config.user_pool_id,
+                client_ids=set(self.config.client_ids | self.config.machine_client_ids),
+                token_use="access",
+            )
+        except TokenError:
+            return _Response(401, {"message": "Unauthorized"}, [("WWW-Authenticate", "Bearer")])
+        granted = str(claims.get("scope") or "").split()
+        if needed not in granted:
+            return _Response(
+                403,
+                {"message": f"Forbidden: the access token lacks the scope {needed}", "granted_scopes": granted},
+                [("WWW-Authenticate", f'Bearer error="insufficient_scope", scope="{needed}"')],
+            )
+        if method == "GET":
+            date = query.get("date") or "2026-01-01"
+            if not _DATE.match(date):
+                raise ApiGatewayError(400, "BadRequestException", "date must be a YYYY-MM-DD calendar date")
+            return _Response(200, {"client_id": claims.get("client_id"), "records": orders_for(date)[:10]})
+        try:
+            order = json.loads(body) if body else {}
+        except ValueError as exc:
+            raise ApiGatewayError(400, "BadRequestException", "body must be JSON") from exc
+        return _Response(
+            201, {"order_id": f"ord-{uuid.uuid4().hex[:12]}", "status": "accepted", "echo": order,
+                  "client_id": claims.get("client_id")},
+        )  # fmt: skip
+
+
+#: Route -> the OAuth scope its Cognito authorizer requires.
+_M2M_ROUTES = {
+    ("GET", "/m2m/orders"): "devstack-api/orders.read",
+    ("POST", "/m2m/orders"): "devstack-api/orders.write",
+}

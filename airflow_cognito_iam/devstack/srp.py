@@ -81,20 +81,52 @@ class SrpServerSession:
     small_b: int = field(repr=False)
     big_b: int = field(repr=False)
     secret_block: bytes = field(repr=False)
+    #: The USER_AUTH session the challenge belongs to (None for USER_SRP_AUTH, which has none).
+    auth_session: str | None = field(default=None, repr=False)
+
+    #: Device SRP (DEVICE_SRP_AUTH): the device key, whose DeviceGroupKey stands in for the pool name.
+    device_key: str | None = field(default=None, repr=False)
+    pool_name: str = field(default="", repr=False)
+    #: The DEVICE_KEY a USER_SRP_AUTH sign-in named (a remembered device then gets DEVICE_SRP_AUTH).
+    sign_in_device_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, *, pool_id: str, username: str, password: str, client_id: str, srp_a_hex: str) -> SrpServerSession:
         """Check the client's A and compute B = kv + g^b for this user's password."""
+        salt_hex = new_salt_hex()
+        verifier = pow(_G, _x_value(pool_id.split("_", 1)[1], username, password, salt_hex), _N)
+        return cls.start_with_verifier(
+            pool_id=pool_id,
+            pool_name=pool_id.split("_", 1)[1],
+            username=username,
+            client_id=client_id,
+            verifier=verifier,
+            salt_hex=salt_hex,
+            srp_a_hex=srp_a_hex,
+        )
+
+    @classmethod
+    def start_with_verifier(
+        cls,
+        *,
+        pool_id: str,
+        pool_name: str,
+        username: str,
+        client_id: str,
+        verifier: int,
+        salt_hex: str,
+        srp_a_hex: str,
+    ) -> SrpServerSession:
+        """The same exchange from a stored verifier: a device's, kept from ConfirmDevice."""
         try:
             srp_a = hex_to_long(srp_a_hex)
         except ValueError as exc:
             raise SrpError("SRP_A is not hexadecimal") from exc
         if srp_a % _N == 0:
             raise SrpError("SRP_A is not valid")
-        salt_hex = secrets.token_hex(16)
-        verifier = pow(_G, _x_value(pool_id, username, password, salt_hex), _N)
         while True:
-            small_b = secrets.randbelow(_N - 1) + 1
+            # 256 random bits, RFC 5054's floor for the secret exponent; a b as long as N only costs time.
+            small_b = secrets.randbits(256) | 1 << 255
             big_b = (_K * verifier + pow(_G, small_b, _N)) % _N
             if big_b != 0 and calculate_u(srp_a, big_b) != 0:
                 break
@@ -108,6 +140,7 @@ class SrpServerSession:
             small_b=small_b,
             big_b=big_b,
             secret_block=secrets.token_bytes(96),
+            pool_name=pool_name,
         )
 
     @property
@@ -128,15 +161,26 @@ class SrpServerSession:
         u_value = calculate_u(self.srp_a, self.big_b)
         shared = pow(self.srp_a * pow(self.verifier, u_value, _N), self.small_b, _N)
         key = compute_hkdf(bytearray.fromhex(pad_hex(shared)), bytearray.fromhex(pad_hex(long_to_hex(u_value))))
-        message = (
-            self.pool_id.split("_", 1)[1].encode() + self.username.encode() + self.secret_block + timestamp.encode()
-        )
+        message = self.pool_name.encode() + self.username.encode() + self.secret_block + timestamp.encode()
         expected = base64.standard_b64encode(hmac.new(key, message, hashlib.sha256).digest())
         if not hmac.compare_digest(expected, signature_b64.encode()):
             raise SrpError("PASSWORD_CLAIM_SIGNATURE does not match")
 
 
-def _x_value(pool_id: str, username: str, password: str, salt_hex: str) -> int:
+def new_salt_hex() -> str:
+    """A 128-bit salt as Cognito sends it: the hex of the integer, no leading zeros.
+
+    Clients parse SALT as an integer and re-pad it before hashing (amazon-cognito-identity-js'
+    ``padHex``). A salt string starting with ``00`` and a nibble below 8 (about 1 in 512) pads to
+    other bytes there than the server hashed, so a correct password fails.
+    """
+    value = 0
+    while value == 0:
+        value = secrets.randbits(128)
+    return format(value, "x")
+
+
+def _x_value(pool_name: str, username: str, password: str, salt_hex: str) -> int:
     """x = H(salt | H(poolname | username | ":" | password)), exactly as the client derives it."""
-    inner = hash_sha256(f"{pool_id.split('_', 1)[1]}{username}:{password}".encode())
+    inner = hash_sha256(f"{pool_name}{username}:{password}".encode())
     return int(hex_to_long(hex_hash(pad_hex(salt_hex) + inner)))

@@ -16,7 +16,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from airflow_cognito_iam.devstack.api_server import ApiApp, ApiConfig
 from airflow_cognito_iam.devstack.keepalive import KeepAliveWSGIServer
-from airflow_cognito_iam.devstack.state import ApiFaults, CognitoFaults, CredentialRegistry, Stats
+from airflow_cognito_iam.devstack.state import ApiFaults, CognitoFaults, CredentialRegistry, Latency, RateLimits, Stats
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -47,6 +47,31 @@ class _ServerThread:
 
 
 @dataclass
+class SeededClient:
+    """One seeded app client and the user a connection for it signs in as; the secret stays out of repr."""
+
+    name: str
+    user_pool_id: str
+    client_id: str
+    client_secret: str = field(default="", repr=False)
+    auth_flow: str = "USER_SRP_AUTH"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    scopes: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "user_pool_id": self.user_pool_id,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "auth_flow": self.auth_flow,
+            "username": self.username,
+            "password": self.password,
+            "scopes": list(self.scopes),
+        }
+
+
+@dataclass
 class _Seed:
     """What seeding created; secrets stay out of repr."""
 
@@ -63,6 +88,23 @@ class _Seed:
     new_password_username: str = "devstack-new-user"
     new_password_password: str = field(default="", repr=False)
     bucket: str = "devstack-data"
+    clients: dict[str, SeededClient] = field(default_factory=dict)
+
+
+#: The seeded resource server and the scopes the seeded machine client may request.
+M2M_RESOURCE_SERVER = "devstack-api"
+M2M_SCOPES = (f"{M2M_RESOURCE_SERVER}/orders.read", f"{M2M_RESOURCE_SERVER}/orders.write")
+
+#: Users of the device-remembering pool (the MFA one answers TOTP with ``totp_secret``, as moto shares it).
+DEVICE_USERNAME = "devstack-device-user"
+DEVICE_MFA_USERNAME = "devstack-device-mfa-user"
+
+#: The AliasAttributes pool's internal username (its login is the verified e-mail) and the e-mail pool's login.
+ALIAS_USERNAME = "devstack-alias-user"
+EMAIL_LOGIN = "devstack-email-user@example.com"
+
+#: RetryGracePeriodSeconds of the seeded rotation client after reset() (Cognito's: no grace).
+DEFAULT_REFRESH_GRACE_SECONDS = 0
 
 
 def _password() -> str:
@@ -96,6 +138,8 @@ class DevStack:
         self._stats = Stats()
         self._api_faults = ApiFaults()
         self._cognito_faults = CognitoFaults()
+        self._latency = Latency()
+        self._rate_limits = RateLimits()
         # Bucket names are global in S3 (and in moto's process-wide state): one per region.
         self._seed = _Seed(bucket="devstack-data" if region == DEFAULT_REGION else f"devstack-data-{region}")
         self._servers: list[_ServerThread] = []
@@ -105,6 +149,7 @@ class DevStack:
         self.moto_endpoint_url = ""
         self.raw_moto_endpoint_url = ""
         self._token_lifetime: int | None = None
+        self._strict: Any = None
         self.started = False
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -124,6 +169,7 @@ class DevStack:
         # moto verifies SOFTWARE_TOKEN_MFA codes only with this set; it reads it on every call.
         os.environ["MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP"] = "true"
         _give_moto_a_real_totp_secret()
+        _give_id_tokens_the_real_email()
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
         from airflow_cognito_iam.devstack.cognito_layer import StrictCognitoLayer
@@ -135,7 +181,7 @@ class DevStack:
                 return None
 
         moto_app = DomainDispatcherApplication(create_backend_app)
-        strict = StrictCognitoLayer(
+        self._strict = strict = StrictCognitoLayer(
             moto_app,
             account_id=ACCOUNT_ID,
             registry=self.registry,
@@ -165,13 +211,22 @@ class DevStack:
                     region=self.region,
                     account_id=ACCOUNT_ID,
                     user_pool_id=self.user_pool_id,
-                    client_ids=frozenset({self.client_id, self.public_client_id}),
+                    client_ids=frozenset(
+                        c.client_id
+                        for c in self._seed.clients.values()
+                        if c.username and c.user_pool_id == self.user_pool_id
+                    ),
+                    machine_client_ids=frozenset(
+                        c.client_id for c in self._seed.clients.values() if c.auth_flow == "CLIENT_CREDENTIALS"
+                    ),
                 ),
                 registry=self.registry,
                 stats=self._stats,
                 faults=self._api_faults,
                 stats_snapshot=self.stats,
                 control=self,
+                latency=self._latency,
+                rate_limits=self._rate_limits,
             )
             api_server = _ServerThread(KeepAliveWSGIServer((self.host, self._requested_ports[1]), api))
             self._servers.append(api_server)
@@ -215,7 +270,11 @@ class DevStack:
         pool = idp.create_user_pool(
             PoolName=f"devstack-{secrets.token_hex(3)}",
             MfaConfiguration="OPTIONAL",
-            Policies={"PasswordPolicy": {"MinimumLength": 8}},
+            Policies={
+                "PasswordPolicy": {"MinimumLength": 8},
+                # USER_AUTH may offer passwords (PASSWORD, PASSWORD_SRP) and, to verified e-mails, EMAIL_OTP.
+                "SignInPolicy": {"AllowedFirstAuthFactors": ["PASSWORD", "EMAIL_OTP"]},
+            },
         )["UserPool"]
         seed.user_pool_id = pool["Id"]
         idp.set_user_pool_mfa_config(
@@ -237,7 +296,82 @@ class DevStack:
             ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
         )["UserPoolClient"]["ClientId"]
 
+        rotation = idp.create_user_pool_client(
+            UserPoolId=seed.user_pool_id,
+            ClientName="devstack-rotation",
+            GenerateSecret=True,
+            ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            EnableTokenRevocation=True,
+            RefreshTokenRotation={"Feature": "ENABLED", "RetryGracePeriodSeconds": DEFAULT_REFRESH_GRACE_SECONDS},
+        )["UserPoolClient"]
+
+        user_auth = idp.create_user_pool_client(
+            UserPoolId=seed.user_pool_id,
+            ClientName="devstack-user-auth",
+            GenerateSecret=True,
+            ExplicitAuthFlows=["ALLOW_USER_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        )["UserPoolClient"]
+
+        idp.create_resource_server(
+            UserPoolId=seed.user_pool_id,
+            Identifier=M2M_RESOURCE_SERVER,
+            Name="devstack API",
+            Scopes=[
+                {"ScopeName": "orders.read", "ScopeDescription": "read orders"},
+                {"ScopeName": "orders.write", "ScopeDescription": "create orders"},
+            ],
+        )
+        idp.create_user_pool_domain(
+            Domain=f"devstack-{seed.user_pool_id.split('_', 1)[1].lower()}", UserPoolId=seed.user_pool_id
+        )
+        machine = idp.create_user_pool_client(
+            UserPoolId=seed.user_pool_id,
+            ClientName="devstack-m2m",
+            GenerateSecret=True,
+            ExplicitAuthFlows=["ALLOW_CLIENT_TOKEN_AUTH"],
+            AllowedOAuthFlows=["client_credentials"],
+            AllowedOAuthFlowsUserPoolClient=True,
+            AllowedOAuthScopes=list(M2M_SCOPES),
+        )["UserPoolClient"]
+        seed.clients["m2m"] = SeededClient(
+            "m2m",
+            seed.user_pool_id,
+            machine["ClientId"],
+            machine["ClientSecret"],
+            "CLIENT_CREDENTIALS",
+            scopes=M2M_SCOPES,
+        )
+
         seed.password, seed.mfa_password, seed.new_password_password = _password(), _password(), _password()
+        seed.clients["default"] = SeededClient(
+            "default",
+            seed.user_pool_id,
+            seed.client_id,
+            seed.client_secret,
+            username=seed.username,
+            password=seed.password,
+        )
+        seed.clients["user_auth"] = SeededClient(
+            "user_auth",
+            seed.user_pool_id,
+            user_auth["ClientId"],
+            user_auth["ClientSecret"],
+            "USER_AUTH",
+            seed.username,
+            seed.password,
+        )
+        seed.clients["public"] = SeededClient(
+            "public", seed.user_pool_id, seed.public_client_id, "", "USER_SRP_AUTH", seed.username, seed.password
+        )
+        seed.clients["rotation"] = SeededClient(
+            "rotation",
+            seed.user_pool_id,
+            rotation["ClientId"],
+            rotation["ClientSecret"],
+            "USER_SRP_AUTH",
+            seed.username,
+            seed.password,
+        )
         for username, password, permanent in (
             (seed.username, seed.password, True),
             (seed.mfa_username, seed.mfa_password, True),
@@ -248,7 +382,11 @@ class DevStack:
                 Username=username,
                 TemporaryPassword=password,
                 MessageAction="SUPPRESS",
-                UserAttributes=[{"Name": "email", "Value": f"{username}@example.com"}],
+                UserAttributes=[
+                    {"Name": "email", "Value": f"{username}@example.com"},
+                    # Only the main user may receive EMAIL_OTP, so clients can see it offered and decline it.
+                    {"Name": "email_verified", "Value": "true" if username == seed.username else "false"},
+                ],
             )
             if permanent:
                 idp.admin_set_user_password(
@@ -269,13 +407,21 @@ class DevStack:
             SoftwareTokenMfaSettings={"Enabled": True, "PreferredMfa": True},
         )
 
-        provider = f"cognito-idp.{self.region}.amazonaws.com/{seed.user_pool_id}"
+        self._seed_device_pool(idp)
+        self._seed_login_pools(idp)
+
         seed.identity_pool_id = self._admin_client("cognito-identity").create_identity_pool(
             IdentityPoolName="devstack_identities",
             AllowUnauthenticatedIdentities=False,
+            # Every seeded client that signs in users may trade its ID tokens here.
             CognitoIdentityProviders=[
-                {"ProviderName": provider, "ClientId": seed.client_id, "ServerSideTokenCheck": False},
-                {"ProviderName": provider, "ClientId": seed.public_client_id, "ServerSideTokenCheck": False},
+                {
+                    "ProviderName": f"cognito-idp.{self.region}.amazonaws.com/{c.user_pool_id}",
+                    "ClientId": c.client_id,
+                    "ServerSideTokenCheck": False,
+                }
+                for c in seed.clients.values()
+                if c.username
             ],
         )["IdentityPoolId"]
 
@@ -286,6 +432,86 @@ class DevStack:
                 s3.create_bucket(Bucket=seed.bucket)
             else:
                 s3.create_bucket(Bucket=seed.bucket, CreateBucketConfiguration={"LocationConstraint": self.region})
+
+    def _seed_device_pool(self, idp: Any) -> None:
+        """A second pool that remembers devices (ChallengeRequiredOnNewDevice, remembered without a prompt)."""
+        import pyotp
+
+        seed = self._seed
+        pool_id = idp.create_user_pool(
+            PoolName=f"devstack-devices-{secrets.token_hex(3)}",
+            MfaConfiguration="OPTIONAL",
+            Policies={"PasswordPolicy": {"MinimumLength": 8}},
+            DeviceConfiguration={"ChallengeRequiredOnNewDevice": True, "DeviceOnlyRememberedOnUserPrompt": False},
+        )["UserPool"]["Id"]
+        idp.set_user_pool_mfa_config(
+            UserPoolId=pool_id, SoftwareTokenMfaConfiguration={"Enabled": True}, MfaConfiguration="OPTIONAL"
+        )
+        client = idp.create_user_pool_client(
+            UserPoolId=pool_id,
+            ClientName="devstack-devices",
+            GenerateSecret=True,
+            ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        )["UserPoolClient"]
+        for name, username in (("device", DEVICE_USERNAME), ("device_mfa", DEVICE_MFA_USERNAME)):
+            password = _password()
+            idp.admin_create_user(
+                UserPoolId=pool_id,
+                Username=username,
+                TemporaryPassword=password,
+                MessageAction="SUPPRESS",
+                UserAttributes=[{"Name": "email", "Value": f"{username}@example.com"}],
+            )
+            idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
+            seed.clients[name] = SeededClient(
+                name, pool_id, client["ClientId"], client["ClientSecret"], username=username, password=password
+            )
+        tokens = idp.admin_initiate_auth(
+            UserPoolId=pool_id,
+            ClientId=client["ClientId"],
+            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": DEVICE_MFA_USERNAME, "PASSWORD": seed.clients["device_mfa"].password},
+        )["AuthenticationResult"]
+        secret = idp.associate_software_token(AccessToken=tokens["AccessToken"])["SecretCode"]
+        idp.verify_software_token(AccessToken=tokens["AccessToken"], UserCode=pyotp.TOTP(secret).now())
+        idp.admin_set_user_mfa_preference(
+            UserPoolId=pool_id,
+            Username=DEVICE_MFA_USERNAME,
+            SoftwareTokenMfaSettings={"Enabled": True, "PreferredMfa": True},
+        )
+
+    def _seed_login_pools(self, idp: Any) -> None:
+        """Pools where the login is not the username: an e-mail alias, and e-mail as the username."""
+        for name, pool_args, username, login in (
+            ("alias", {"AliasAttributes": ["email"]}, ALIAS_USERNAME, f"{ALIAS_USERNAME}@example.com"),
+            ("email", {"UsernameAttributes": ["email"]}, EMAIL_LOGIN, EMAIL_LOGIN),
+        ):
+            pool_id = idp.create_user_pool(
+                PoolName=f"devstack-{name}-{secrets.token_hex(3)}",
+                Policies={"PasswordPolicy": {"MinimumLength": 8}},
+                **pool_args,
+            )["UserPool"]["Id"]
+            client = idp.create_user_pool_client(
+                UserPoolId=pool_id,
+                ClientName=f"devstack-{name}",
+                GenerateSecret=True,
+                ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            )["UserPoolClient"]
+            password = _password()
+            idp.admin_create_user(
+                UserPoolId=pool_id,
+                Username=username,
+                TemporaryPassword=password,
+                MessageAction="SUPPRESS",
+                UserAttributes=[
+                    {"Name": "email", "Value": login if "@" in login else f"{username}@example.com"},
+                    {"Name": "email_verified", "Value": "true"},
+                ],
+            )
+            idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
+            self._seed.clients[name] = SeededClient(
+                name, pool_id, client["ClientId"], client["ClientSecret"], username=login, password=password
+            )
 
     # -- seeded values ----------------------------------------------------------------------------
 
@@ -344,6 +570,135 @@ class DevStack:
         return self._seed.bucket
 
     @property
+    def rotation_client_id(self) -> str:
+        """App client with a secret and RefreshTokenRotation ENABLED (refresh via GetTokensFromRefreshToken)."""
+        return self._seed.clients["rotation"].client_id
+
+    @property
+    def rotation_client_secret(self) -> str:
+        return self._seed.clients["rotation"].client_secret
+
+    @property
+    def user_auth_client_id(self) -> str:
+        """App client with a secret whose only sign-in flow is USER_AUTH (choice-based: PASSWORD, PASSWORD_SRP)."""
+        return self._seed.clients["user_auth"].client_id
+
+    @property
+    def user_auth_client_secret(self) -> str:
+        return self._seed.clients["user_auth"].client_secret
+
+    @property
+    def m2m_client_id(self) -> str:
+        """App client with a secret whose only flow is ALLOW_CLIENT_TOKEN_AUTH (and OAuth client_credentials)."""
+        return self._seed.clients["m2m"].client_id
+
+    @property
+    def m2m_client_secret(self) -> str:
+        return self._seed.clients["m2m"].client_secret
+
+    @property
+    def m2m_scopes(self) -> tuple[str, ...]:
+        """Custom scopes the machine client may ask for (``devstack-api/orders.read``, ``.write``)."""
+        return M2M_SCOPES
+
+    @property
+    def oauth_token_url(self) -> str:
+        """The user pool domain's token endpoint (client_credentials grant), served on the Cognito endpoint."""
+        return f"{self.moto_endpoint_url}/oauth2/token"
+
+    @property
+    def device_user_pool_id(self) -> str:
+        """The second user pool: DeviceConfiguration ChallengeRequiredOnNewDevice=true, no user prompt."""
+        return self._seed.clients["device"].user_pool_id
+
+    @property
+    def device_client_id(self) -> str:
+        """App client (with a secret: SRP, password, refresh) of the device pool."""
+        return self._seed.clients["device"].client_id
+
+    @property
+    def device_client_secret(self) -> str:
+        return self._seed.clients["device"].client_secret
+
+    @property
+    def device_username(self) -> str:
+        return self._seed.clients["device"].username
+
+    @property
+    def device_password(self) -> str:
+        return self._seed.clients["device"].password
+
+    @property
+    def device_mfa_username(self) -> str:
+        """TOTP user of the device pool (code from ``totp_secret``): a remembered device replaces the MFA step."""
+        return self._seed.clients["device_mfa"].username
+
+    @property
+    def device_mfa_password(self) -> str:
+        return self._seed.clients["device_mfa"].password
+
+    @property
+    def device_provider_name(self) -> str:
+        """The identity-pool Logins key of the device pool."""
+        return f"cognito-idp.{self.region}.amazonaws.com/{self.device_user_pool_id}"
+
+    @property
+    def alias_user_pool_id(self) -> str:
+        """A pool with AliasAttributes ["email"]: its user signs in with the verified e-mail ``alias_login``."""
+        return self._seed.clients["alias"].user_pool_id
+
+    @property
+    def alias_client_id(self) -> str:
+        return self._seed.clients["alias"].client_id
+
+    @property
+    def alias_client_secret(self) -> str:
+        return self._seed.clients["alias"].client_secret
+
+    @property
+    def alias_login(self) -> str:
+        """The e-mail alias to sign in with; challenges name the user ``alias_username``."""
+        return self._seed.clients["alias"].username
+
+    @property
+    def alias_username(self) -> str:
+        return ALIAS_USERNAME
+
+    @property
+    def alias_password(self) -> str:
+        return self._seed.clients["alias"].password
+
+    @property
+    def email_user_pool_id(self) -> str:
+        """A pool with UsernameAttributes ["email"]: the login is the e-mail, the username an internal UUID."""
+        return self._seed.clients["email"].user_pool_id
+
+    @property
+    def email_client_id(self) -> str:
+        return self._seed.clients["email"].client_id
+
+    @property
+    def email_client_secret(self) -> str:
+        return self._seed.clients["email"].client_secret
+
+    @property
+    def email_login(self) -> str:
+        return self._seed.clients["email"].username
+
+    @property
+    def email_password(self) -> str:
+        return self._seed.clients["email"].password
+
+    def last_email_otp(self, username: str) -> str | None:
+        """The EMAIL_OTP code last "sent" to this user in a USER_AUTH sign-in (no e-mail leaves the stack)."""
+        return self._strict.last_email_otp.get(username) if self._strict is not None else None
+
+    @property
+    def seeded_clients(self) -> dict[str, SeededClient]:
+        """Every seeded app client by name (``default``, ``public``, ``rotation``, ...)."""
+        return dict(self._seed.clients)
+
+    @property
     def provider_name(self) -> str:
         """The identity-pool Logins key of the seeded user pool."""
         return f"cognito-idp.{self.region}.amazonaws.com/{self.user_pool_id}"
@@ -390,6 +745,28 @@ class DevStack:
         conn["extra"] = self.conn_extra(**extra_overrides)
         return conn
 
+    def conn_dict_for(self, name: str, **overrides: Any) -> dict[str, Any]:
+        """A connection dict for the seeded client ``name`` (see ``seeded_clients``), then ``overrides``."""
+        try:
+            seeded = self._seed.clients[name]
+        except KeyError:
+            raise ValueError(f"no seeded client {name!r}; choose from {sorted(self._seed.clients)}") from None
+        base: dict[str, Any] = {
+            "user_pool_id": seeded.user_pool_id,
+            "client_id": seeded.client_id,
+            "client_secret": seeded.client_secret or None,
+            "login": seeded.username or None,
+            "password": seeded.password or None,
+        }
+        if seeded.auth_flow != "USER_SRP_AUTH":
+            base["auth_flow"] = seeded.auth_flow
+        if seeded.scopes:
+            base["scopes"] = list(seeded.scopes)
+        if not seeded.username:  # machine clients have no user, hence no identity pool
+            base["identity_pool_id"] = None
+        base.update(overrides)
+        return self.conn_dict(**base)
+
     @property
     def conn_json(self) -> str:
         """JSON for ``AIRFLOW_CONN_COGNITO_IAM_DEFAULT``."""
@@ -435,6 +812,34 @@ class DevStack:
             "new_password_username": self.new_password_username,
             "new_password_password": self.new_password_password,
             "bucket": self.bucket,
+            "rotation_client_id": self.rotation_client_id,
+            "rotation_client_secret": self.rotation_client_secret,
+            "user_auth_client_id": self.user_auth_client_id,
+            "user_auth_client_secret": self.user_auth_client_secret,
+            "m2m_client_id": self.m2m_client_id,
+            "m2m_client_secret": self.m2m_client_secret,
+            "m2m_scopes": list(self.m2m_scopes),
+            "oauth_token_url": self.oauth_token_url,
+            "device_user_pool_id": self.device_user_pool_id,
+            "device_client_id": self.device_client_id,
+            "device_client_secret": self.device_client_secret,
+            "device_username": self.device_username,
+            "device_password": self.device_password,
+            "device_mfa_username": self.device_mfa_username,
+            "device_mfa_password": self.device_mfa_password,
+            "device_provider_name": self.device_provider_name,
+            "alias_user_pool_id": self.alias_user_pool_id,
+            "alias_client_id": self.alias_client_id,
+            "alias_client_secret": self.alias_client_secret,
+            "alias_login": self.alias_login,
+            "alias_username": self.alias_username,
+            "alias_password": self.alias_password,
+            "email_user_pool_id": self.email_user_pool_id,
+            "email_client_id": self.email_client_id,
+            "email_client_secret": self.email_client_secret,
+            "email_login": self.email_login,
+            "email_password": self.email_password,
+            "clients": {name: c.describe() for name, c in self._seed.clients.items()},
             "credential_lifetime_seconds": self.registry.lifetime_seconds,
             "conn_json": self.conn_json,
             "aws_conn_json": self.aws_conn_json,
@@ -443,8 +848,11 @@ class DevStack:
     # -- knobs ------------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Counters: ``cognito`` calls per action, ``cognito_rejected``, ``api`` per route/status, ``s3``."""
+        """Counters: ``cognito`` calls per action, ``cognito_rejected``, ``api`` per route/status, ``s3``,
+        ``rate_limited`` (429s from rate limits), and the ``latency`` / ``rate_limits`` in force."""
         snapshot = self._stats.snapshot()
+        snapshot["latency"] = self._latency.snapshot()
+        snapshot["rate_limits"] = self._rate_limits.snapshot()
         snapshot["credentials_issued"] = len(self.registry)
         return snapshot
 
@@ -482,6 +890,7 @@ class DevStack:
             return result
 
         pool.create_jwt = create_jwt  # type: ignore[method-assign]
+        pool.devstack_token_lifetime = int(seconds)  # type: ignore[attr-defined]  # machine (client-credentials) tokens read this
         self._token_lifetime = int(seconds)
 
     def reset_token_lifetime(self) -> None:
@@ -492,6 +901,7 @@ class DevStack:
 
         pool = cognitoidp_backends[ACCOUNT_ID][self.region].user_pools[self.user_pool_id]
         vars(pool).pop("create_jwt", None)
+        vars(pool).pop("devstack_token_lifetime", None)
         self._token_lifetime = None
 
     def expire_credentials(self) -> None:
@@ -534,8 +944,43 @@ class DevStack:
     def clear_cognito_faults(self) -> None:
         self._cognito_faults.clear()
 
+    def _moto_client(self, name: str) -> Any:
+        from moto.cognitoidp.models import cognitoidp_backends
+
+        seeded = self._seed.clients[name]
+        pool = cognitoidp_backends[ACCOUNT_ID][self.region].user_pools[seeded.user_pool_id]
+        return pool.clients[seeded.client_id]
+
+    def set_refresh_grace_period(self, seconds: int) -> None:
+        """RetryGracePeriodSeconds (0-60) of the seeded rotation client: how long a rotated-out token still works."""
+        from airflow_cognito_iam.devstack.refresh import MAX_GRACE_SECONDS
+
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= MAX_GRACE_SECONDS:
+            raise ValueError(f"grace period must be whole seconds from 0 to {MAX_GRACE_SECONDS}, got {seconds!r}")
+        spec = {"Feature": "ENABLED", "RetryGracePeriodSeconds": seconds}
+        self._moto_client("rotation").extended_config["RefreshTokenRotation"] = spec
+
+    def set_latency(self, seconds: float, path_prefix: str = "/") -> None:
+        """Add ``seconds`` to each API request under ``path_prefix`` (longest prefix wins), without holding others."""
+        self._latency.set(seconds, path_prefix)
+
+    def clear_latency(self) -> None:
+        self._latency.clear()
+
+    def set_rate_limit(self, rate: float, burst: int, path_prefix: str = "/") -> None:
+        """Throttle API requests under ``path_prefix`` with a token bucket: 429 and Retry-After past it."""
+        self._rate_limits.set(rate, burst, path_prefix)
+
+    def clear_rate_limits(self) -> None:
+        self._rate_limits.clear()
+
     def reset(self) -> None:
-        """Back to defaults between tests: no faults, default lifetimes, zeroed counters."""
+        """Back to defaults between tests: no faults, latency or rate limits, default lifetimes and grace period,
+        zeroed counters."""
+        self.clear_latency()
+        self.clear_rate_limits()
+        if self._seed.clients:
+            self.set_refresh_grace_period(DEFAULT_REFRESH_GRACE_SECONDS)
         self.clear_faults()
         self.clear_cognito_faults()
         self.reset_credential_lifetime()
@@ -568,6 +1013,37 @@ def _give_moto_a_real_totp_secret() -> None:
 
     if models.COGNITO_TOTP_MFA_SECRET == "asdfasdfasdf":
         models.COGNITO_TOTP_MFA_SECRET = pyotp.random_base32(32)  # type: ignore[misc]
+
+
+def _give_id_tokens_the_real_email() -> None:
+    """In an e-mail-as-username pool moto puts the internal username (a UUID) in the ID token's ``email``.
+
+    Cognito puts the user's e-mail there. The pool's token factory is wrapped once per process to
+    pass the attribute, which moto's claims then take over.
+    """
+    from moto.cognitoidp.models import CognitoIdpUserPool
+
+    original = CognitoIdpUserPool.create_jwt
+    if getattr(original, "devstack_email_claim", False):
+        return
+
+    def create_jwt(
+        self: CognitoIdpUserPool,
+        client_id: str,
+        username: str,
+        token_use: str,
+        expires_in: int = 3600,
+        extra_data: dict[str, Any] | None = None,
+    ) -> tuple[str, int]:
+        if token_use == "id" and "email" in (self.extended_config.get("UsernameAttributes") or []):
+            user = self._get_user(username)
+            email = next((a["Value"] for a in user.attributes if a["Name"] == "email"), None) if user else None
+            if email:
+                extra_data = {**(extra_data or {}), "email": email}
+        return original(self, client_id, username, token_use, expires_in, extra_data)
+
+    create_jwt.devstack_email_claim = True  # type: ignore[attr-defined]
+    CognitoIdpUserPool.create_jwt = create_jwt  # type: ignore[method-assign]
 
 
 def _is_loopback(host: str) -> bool:

@@ -106,6 +106,24 @@ class Stats:
         self._cognito_rejected: Counter[str] = Counter()
         self._api: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._s3: Counter[str] = Counter()
+        self._throttled: Counter[str] = Counter()
+        self._in_flight = 0
+        self._in_flight_peak = 0
+
+    def api_started(self) -> None:
+        """A request entered the API's handler (with its added latency): counts toward the concurrency peak."""
+        with self._lock:
+            self._in_flight += 1
+            self._in_flight_peak = max(self._in_flight_peak, self._in_flight)
+
+    def api_finished(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def throttled(self, route: str) -> None:
+        """An API request refused with 429 by a rate limit (not by an injected fault)."""
+        with self._lock:
+            self._throttled[route] += 1
 
     def cognito_call(self, action: str) -> None:
         with self._lock:
@@ -129,6 +147,8 @@ class Stats:
             self._cognito_rejected.clear()
             self._api.clear()
             self._s3.clear()
+            self._throttled.clear()
+            self._in_flight_peak = self._in_flight
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy: ``cognito`` (calls per action), ``cognito_rejected``, ``api``, ``s3``."""
@@ -143,8 +163,10 @@ class Stats:
                     "routes": {route: dict(per_status) for route, per_status in self._api.items()},
                     "statuses": dict(statuses),
                     "requests": sum(statuses.values()),
+                    "in_flight_peak": self._in_flight_peak,
                 },
                 "s3": dict(self._s3),
+                "rate_limited": {"routes": dict(self._throttled), "total": sum(self._throttled.values())},
             }
 
 
@@ -265,3 +287,86 @@ class CognitoFaults(_Rules[_CognitoFaultRule]):
         """(error code, HTTP status) if this call should fail."""
         rule = self._fire(lambda r: r.actions is None or action in r.actions)
         return (rule.error, rule.status) if rule else None
+
+
+class Latency:
+    """Added latency per route prefix (the longest matching prefix wins), slept in the request's own thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_prefix: dict[str, float] = {}
+
+    def set(self, seconds: float, path_prefix: str = "/") -> None:
+        if not 0.0 <= seconds <= 30.0 or seconds != seconds:
+            raise ValueError("latency must be between 0 and 30 seconds")
+        if not path_prefix.startswith("/"):
+            raise ValueError("path_prefix must start with /")
+        with self._lock:
+            self._by_prefix[path_prefix] = float(seconds)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_prefix.clear()
+
+    def for_path(self, path: str) -> float:
+        with self._lock:
+            matches = [p for p in self._by_prefix if path.startswith(p)]
+            return self._by_prefix[max(matches, key=len)] if matches else 0.0
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._by_prefix)
+
+
+@dataclass
+class _Bucket:
+    rate: float
+    burst: float
+    tokens: float
+    updated: float
+
+
+class RateLimits:
+    """Token buckets per route prefix, as API Gateway throttles: ``rate`` requests/s refill, ``burst`` capacity.
+
+    A request draws from the bucket of its longest matching prefix only. Refused requests get the
+    seconds until a token is back, for ``Retry-After``.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, _Bucket] = {}
+
+    def set(self, rate: float, burst: int, path_prefix: str = "/") -> None:
+        if not rate > 0 or rate != rate or rate == float("inf"):
+            raise ValueError("rate must be a positive number of requests per second")
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError("burst must be a positive whole number of requests")
+        if not path_prefix.startswith("/"):
+            raise ValueError("path_prefix must start with /")
+        with self._lock:
+            self._buckets[path_prefix] = _Bucket(float(rate), float(burst), float(burst), self._clock())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._buckets.clear()
+
+    def take(self, path: str) -> float | None:
+        """None if the request may go ahead, else the seconds until the bucket has a token again."""
+        with self._lock:
+            matches = [p for p in self._buckets if path.startswith(p)]
+            if not matches:
+                return None
+            bucket = self._buckets[max(matches, key=len)]
+            now = self._clock()
+            bucket.tokens = min(bucket.burst, bucket.tokens + (now - bucket.updated) * bucket.rate)
+            bucket.updated = now
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                return None
+            return (1.0 - bucket.tokens) / bucket.rate
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            return {p: {"rate": b.rate, "burst": b.burst} for p, b in self._buckets.items()}

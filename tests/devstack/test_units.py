@@ -181,3 +181,55 @@ def test_connection_for_a_non_loopback_advertised_host_allows_plain_http() -> No
     assert compose.conn_extra()["allow_http"] is True
     assert "allow_http" not in local.conn_extra()
     assert compose.conn_extra(allow_http=None) == {k: v for k, v in compose.conn_extra().items() if k != "allow_http"}
+
+
+def _js_pad_hex(value: int) -> str:
+    """amazon-cognito-identity-js ``padHex`` of a BigInteger: even length, a leading 00 if the top bit is set."""
+    text = format(value, "x")
+    text = "0" + text if len(text) % 2 else text
+    return "00" + text if text[0] in "89abcdef" else text
+
+
+def test_srp_salt_is_sent_as_the_hex_of_its_integer_so_clients_that_re_pad_it_agree() -> None:
+    """Amplify parses SALT as an integer and pads it again; the server must have hashed those same bytes."""
+    from pycognito.aws_srp import pad_hex
+
+    from airflow_cognito_iam.devstack.srp import new_salt_hex
+
+    sent = [
+        SrpServerSession.start(
+            pool_id=POOL_ID, username="alice", password="Correct-horse-1", client_id="c", srp_a_hex="ab" * 64
+        ).salt_hex
+        for _ in range(64)
+    ]
+    salts = sent + [new_salt_hex() for _ in range(20000)]
+
+    assert all(not salt.startswith("0") for salt in salts)
+    assert all(pad_hex(salt) == _js_pad_hex(int(salt, 16)) for salt in salts)
+    assert len(set(salts)) == len(salts)
+
+
+def test_token_bucket_allows_the_burst_then_refills_at_the_rate() -> None:
+    from airflow_cognito_iam.devstack.state import RateLimits
+
+    now = [100.0]
+    limits = RateLimits(clock=lambda: now[0])
+    limits.set(rate=2.0, burst=3, path_prefix="/orders")
+    limits.set(rate=100.0, burst=100, path_prefix="/")
+
+    assert [limits.take("/orders") for _ in range(3)] == [None, None, None]
+    assert limits.take("/orders") == pytest.approx(0.5)
+    assert limits.take("/whoami") is None  # the longest matching prefix's bucket only
+    now[0] += 0.5
+    assert limits.take("/orders") is None
+    assert limits.take("/orders") == pytest.approx(0.5)
+    now[0] += 60
+    assert [limits.take("/orders") for _ in range(4)][-1] is not None  # refills up to the burst, no further
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (float("nan"), 1), (1, 0), (1, 1.5), (1, True)])
+def test_token_bucket_refuses_nonsense(rate: float, burst: int) -> None:
+    from airflow_cognito_iam.devstack.state import RateLimits
+
+    with pytest.raises(ValueError, match=r"rate|burst"):
+        RateLimits().set(rate=rate, burst=burst)
