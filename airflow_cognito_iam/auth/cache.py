@@ -4,6 +4,7 @@ Shaped like botocore's ``CachedCredentialFetcher`` + ``JSONFileCache`` (one entr
 expired or unreadable entry is a miss), plus what a shared worker needs: entries are encrypted with a
 key derived from the connection's secrets (only holders of the password can read them), files are
 0600 in a 0700 directory, and a file lock makes concurrent task processes do one sign-in, not many.
+The deployment-wide Redis layer (``redis_cache``) seals its entries with the same helpers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -186,6 +187,24 @@ def derive_fernet_key(settings: CognitoSettings) -> bytes:
     return key
 
 
+def seal_entry(fernet: Fernet, settings: CognitoSettings, entry: CacheEntry) -> bytes:
+    """The encrypted form every shared store keeps (file, Redis): versioned and bound to the cache key."""
+    payload = {"v": _FORMAT_VERSION, "key": settings.cache_key(), "entry": entry.to_json()}
+    return fernet.encrypt(json.dumps(payload).encode())
+
+
+def unseal_entry(fernet: Fernet, settings: CognitoSettings, blob: bytes) -> CacheEntry | None:
+    """Inverse of :func:`seal_entry`; None for a corrupt, truncated, foreign or old-format blob."""
+    try:
+        data = json.loads(fernet.decrypt(blob))
+        if data.get("v") != _FORMAT_VERSION or data.get("key") != settings.cache_key():
+            return None
+        return CacheEntry.from_json(data["entry"])
+    except (InvalidToken, ValueError, KeyError, TypeError, AttributeError):
+        # Corrupt, written with other secrets (e.g. before a password change), or an old format.
+        return None
+
+
 class FileCredentialCache:
     """Encrypted one-file-per-connection cache shared by the task processes on one worker."""
 
@@ -246,15 +265,10 @@ class FileCredentialCache:
             blob = self.path.read_bytes()
         except OSError:
             return None
-        try:
-            data = json.loads(self.fernet.decrypt(blob))
-            if data.get("v") != _FORMAT_VERSION or data.get("key") != self._settings.cache_key():
-                return None
-            return CacheEntry.from_json(data["entry"])
-        except (InvalidToken, ValueError, KeyError, TypeError, AttributeError):
-            # Corrupt, written with other secrets (e.g. before a password change), or an old format.
+        entry = unseal_entry(self.fernet, self._settings, blob)
+        if entry is None:
             log.debug("Ignoring unreadable credential cache entry %s", self.path.name)
-            return None
+        return entry
 
     def store(self, entry: CacheEntry) -> None:
         """Write atomically (temp file + rename) with 0600 permissions; failures only cost a sign-in."""
@@ -284,6 +298,8 @@ class SharedCredentialCache:
     def __init__(self, settings: CognitoSettings, directory: Path | None = None) -> None:
         self.memory = MemoryCredentialCache(settings)
         self.file = FileCredentialCache(settings, directory)
+        #: Where the last ``load()`` found its entry: "memory", "shared", or None (a miss).
+        self.last_hit: str | None = None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -293,13 +309,8 @@ class SharedCredentialCache:
 
     def load(self) -> CacheEntry | None:
         """The fresher of the in-process and on-disk entries (another process may have refreshed)."""
-        in_memory = self.memory.load()
-        on_disk = self.file.load()
-        if in_memory is None:
-            return on_disk
-        if on_disk is None:
-            return in_memory
-        return on_disk if _expiration(on_disk) > _expiration(in_memory) else in_memory
+        entry, self.last_hit = fresher((self.memory.load(), "memory"), (self.file.load(), "shared"))
+        return entry
 
     def store(self, entry: CacheEntry) -> None:
         """Store in both layers."""
@@ -307,14 +318,46 @@ class SharedCredentialCache:
         self.file.store(entry)
 
 
+def useful_until(entry: CacheEntry) -> datetime | None:
+    """When nothing in the entry is valid any more: the later of credential and token expiry."""
+    times = [entry.credentials.expiration] if entry.credentials else []
+    if entry.tokens is not None:
+        times.append(entry.tokens.expires_at)
+    return max(times) if times else None
+
+
 def _expiration(entry: CacheEntry) -> float:
     return entry.credentials.expiration.timestamp() if entry.credentials else float("-inf")
 
 
-def cache_for(settings: CognitoSettings) -> CredentialCache | None:
-    """The cache the connection asks for: ``shared`` (default), ``memory`` or ``none``."""
+def fresher(*candidates: tuple[CacheEntry | None, str]) -> tuple[CacheEntry | None, str | None]:
+    """The candidate whose credentials expire last (the first on a tie), with its layer's name."""
+    best: tuple[CacheEntry | None, str | None] = (None, None)
+    for entry, layer in candidates:
+        if entry is not None and (best[0] is None or _expiration(entry) > _expiration(best[0])):
+            best = (entry, layer)
+    return best
+
+
+def cache_for(settings: CognitoSettings, redis_client: Callable[[], Any] | None = None) -> CredentialCache | None:
+    """The cache the connection asks for: ``shared`` (default), ``memory``, ``redis`` or ``none``.
+
+    ``redis_client`` builds the ``redis.Redis`` client for ``redis`` (called lazily, so a missing
+    Redis connection degrades to the shared file cache with a warning instead of failing the task).
+    """
     if settings.credential_cache == "none":
         return None
     if settings.credential_cache == "memory":
         return MemoryCredentialCache(settings)
+    if settings.credential_cache == "redis":
+        try:
+            from airflow_cognito_iam.auth.redis_cache import LayeredRedisCache, no_redis_client
+        except ImportError as exc:  # redis-py missing: the file cache still spares most sign-ins
+            log.warning(
+                "credential_cache=redis needs redis-py (pip install 'airflow-cognito-iam[redis]'): %s; "
+                "using the shared file cache",
+                exc,
+            )
+            return SharedCredentialCache(settings)
+        return LayeredRedisCache(settings, redis_client or no_redis_client, name=settings.cache_conn_id)
     return SharedCredentialCache(settings)

@@ -122,6 +122,8 @@ class CognitoIamHook(BaseHook):
         """The validated connection (built once); ConfigurationError names every bad field."""
         conn = self.get_connection(self.cognito_iam_conn_id)
         extra = conn.extra_dejson
+        if isinstance(extra, dict):
+            extra = {**_deployment_defaults(), **extra}
         _mask(conn.password)
         for name in _SECRET_EXTRAS:
             value = extra.get(name)
@@ -139,7 +141,18 @@ class CognitoIamHook(BaseHook):
     @cached_property
     def provider(self) -> CognitoCredentialProvider:
         """The credential provider; shares cached credentials with other hooks of this connection."""
-        return CognitoCredentialProvider(self.settings, cache=cache_for(self.settings), on_secret=_mask)
+        cache = cache_for(self.settings, redis_client=self._redis_client)
+        return CognitoCredentialProvider(self.settings, cache=cache, on_secret=_mask)
+
+    def _redis_client(self) -> Any:
+        """The client of the ``cache_conn_id`` Redis connection (apache-airflow-providers-redis).
+
+        Called by the Redis cache on first use; whatever it raises (no such connection, provider
+        not installed) makes the cache fall back to the host's file cache with one warning.
+        """
+        from airflow.providers.redis.hooks.redis import RedisHook
+
+        return RedisHook(redis_conn_id=self.settings.cache_conn_id).get_conn()  # type: ignore[no-untyped-call]
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:
@@ -354,6 +367,18 @@ class CognitoIamHook(BaseHook):
             return False, str(exc)
         except Exception as exc:
             return False, describe_exception(exc)
+
+
+def _deployment_defaults() -> dict[str, str]:
+    """Extras a connection may leave to the deployment: ``[cognito_iam] credential_cache``.
+
+    ``AIRFLOW__COGNITO_IAM__CREDENTIAL_CACHE=redis`` makes every connection that sets no
+    ``credential_cache`` of its own use Redis (docker-compose sets it); the connection's value wins.
+    """
+    from airflow.sdk import conf
+
+    value = conf.get("cognito_iam", "credential_cache", fallback=None)
+    return {"credential_cache": value} if value else {}
 
 
 def _not_from_cognito(classifier: Callable[[BaseException], bool]) -> Callable[[BaseException], bool]:
