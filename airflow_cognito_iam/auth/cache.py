@@ -4,6 +4,7 @@ Shaped like botocore's ``CachedCredentialFetcher`` + ``JSONFileCache`` (one entr
 expired or unreadable entry is a miss), plus what a shared worker needs: entries are encrypted with a
 key derived from the connection's secrets (only holders of the password can read them), files are
 0600 in a 0700 directory, and a file lock makes concurrent task processes do one sign-in, not many.
+The deployment-wide Redis layer (``redis_cache``) seals its entries with the same helpers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -208,6 +209,24 @@ def _reason(exc: BaseException) -> str:
     return exc.strerror or type(exc).__name__ if isinstance(exc, OSError) else str(exc)
 
 
+def seal_entry(fernet: Fernet, settings: CognitoSettings, entry: CacheEntry) -> bytes:
+    """The encrypted form every shared store keeps (file, Redis): versioned and bound to the cache key."""
+    payload = {"v": _FORMAT_VERSION, "key": settings.cache_key(), "entry": entry.to_json()}
+    return fernet.encrypt(json.dumps(payload).encode())
+
+
+def unseal_entry(fernet: Fernet, settings: CognitoSettings, blob: bytes) -> CacheEntry | None:
+    """Inverse of :func:`seal_entry`; None for a corrupt, truncated, foreign or old-format blob."""
+    try:
+        data = json.loads(fernet.decrypt(blob))
+        if data.get("v") != _FORMAT_VERSION or data.get("key") != settings.cache_key():
+            return None
+        return CacheEntry.from_json(data["entry"])
+    except (InvalidToken, ValueError, KeyError, TypeError, AttributeError):
+        # Corrupt, written with other secrets (e.g. before a password change), or an old format.
+        return None
+
+
 class FileCredentialCache:
     """Encrypted one-file-per-connection cache shared by the task processes on one worker."""
 
@@ -304,30 +323,23 @@ class FileCredentialCache:
             return None
         with os.fdopen(fd, "rb") as handle:
             blob = handle.read()
-        try:
-            data = json.loads(self.fernet.decrypt(blob))
-            if data.get("v") != _FORMAT_VERSION or data.get("key") != self._settings.cache_key():
-                return None
-            entry = CacheEntry.from_json(data["entry"])
-            self.last_hit = "shared"
-            return entry
-        except (InvalidToken, ValueError, KeyError, TypeError, AttributeError):
-            # Corrupt, written with other secrets (e.g. before a password change), or an old format.
+        entry = unseal_entry(self.fernet, self._settings, blob)
+        if entry is None:
             log.debug("Ignoring unreadable credential cache entry %s", self.path.name)
-            return None
+        else:
+            self.last_hit = "shared"
+        return entry
 
     def store(self, entry: CacheEntry) -> None:
         """Write atomically (temp file + rename) with 0600 permissions; failures only cost a sign-in."""
-        payload = json.dumps(
-            {"v": _FORMAT_VERSION, "key": self._settings.cache_key(), "entry": entry.to_json()}
-        ).encode()
+        blob = seal_entry(self.fernet, self._settings, entry)
         try:
             self._ensure_dir()
             # mkstemp: O_EXCL, 0600; rename replaces a planted symlink itself, never its target.
             fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(self.fernet.encrypt(payload))
+                    handle.write(blob)
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(tmp, self.path)
@@ -345,6 +357,7 @@ class SharedCredentialCache:
     def __init__(self, settings: CognitoSettings, directory: Path | None = None) -> None:
         self.memory = MemoryCredentialCache(settings)
         self.file = FileCredentialCache(settings, directory)
+        #: Where the last ``load()`` found its entry: "memory", "shared", or None (a miss).
         self.last_hit: str | None = None
 
     @contextlib.contextmanager
@@ -355,13 +368,8 @@ class SharedCredentialCache:
 
     def load(self) -> CacheEntry | None:
         """The fresher of the in-process and on-disk entries (another process may have refreshed)."""
-        in_memory = self.memory.load()
-        on_disk = self.file.load()
-        if in_memory is None or (on_disk is not None and _expiration(on_disk) > _expiration(in_memory)):
-            self.last_hit = "shared" if on_disk is not None else None
-            return on_disk
-        self.last_hit = "memory"
-        return in_memory
+        entry, self.last_hit = fresher((self.memory.load(), "memory"), (self.file.load(), "shared"))
+        return entry
 
     def store(self, entry: CacheEntry) -> None:
         """Store in both layers."""
@@ -369,14 +377,46 @@ class SharedCredentialCache:
         self.file.store(entry)
 
 
+def useful_until(entry: CacheEntry) -> datetime | None:
+    """When nothing in the entry is valid any more: the later of credential and token expiry."""
+    times = [entry.credentials.expiration] if entry.credentials else []
+    if entry.tokens is not None:
+        times.append(entry.tokens.expires_at)
+    return max(times) if times else None
+
+
 def _expiration(entry: CacheEntry) -> float:
     return entry.credentials.expiration.timestamp() if entry.credentials else float("-inf")
 
 
-def cache_for(settings: CognitoSettings) -> CredentialCache | None:
-    """The cache the connection asks for: ``shared`` (default), ``memory`` or ``none``."""
+def fresher(*candidates: tuple[CacheEntry | None, str]) -> tuple[CacheEntry | None, str | None]:
+    """The candidate whose credentials expire last (the first on a tie), with its layer's name."""
+    best: tuple[CacheEntry | None, str | None] = (None, None)
+    for entry, layer in candidates:
+        if entry is not None and (best[0] is None or _expiration(entry) > _expiration(best[0])):
+            best = (entry, layer)
+    return best
+
+
+def cache_for(settings: CognitoSettings, redis_client: Callable[[], Any] | None = None) -> CredentialCache | None:
+    """The cache the connection asks for: ``shared`` (default), ``memory``, ``redis`` or ``none``.
+
+    ``redis_client`` builds the ``redis.Redis`` client for ``redis`` (called lazily, so a missing
+    Redis connection degrades to the shared file cache with a warning instead of failing the task).
+    """
     if settings.credential_cache == "none":
         return None
     if settings.credential_cache == "memory":
         return MemoryCredentialCache(settings)
+    if settings.credential_cache == "redis":
+        try:
+            from airflow_cognito_iam.auth.redis_cache import LayeredRedisCache, no_redis_client
+        except ImportError as exc:  # redis-py missing: the file cache still spares most sign-ins
+            log.warning(
+                "credential_cache=redis needs redis-py (pip install 'airflow-cognito-iam[redis]'): %s; "
+                "using the shared file cache",
+                exc,
+            )
+            return SharedCredentialCache(settings)
+        return LayeredRedisCache(settings, redis_client or no_redis_client, name=settings.cache_conn_id)
     return SharedCredentialCache(settings)

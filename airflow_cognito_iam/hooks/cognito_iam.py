@@ -23,6 +23,7 @@ from airflow.sdk import BaseHook
 from botocore.credentials import CredentialProvider, RefreshableCredentials
 
 from airflow_cognito_iam.auth.cache import cache_for
+from airflow_cognito_iam.auth.user_pool import redact_botocore_debug_logs
 from airflow_cognito_iam.auth.credentials import CognitoCredentialProvider, FrozenCredentials
 from airflow_cognito_iam.auth.deadline import DeadlineHTTPAdapter
 from airflow_cognito_iam.auth.errors import CognitoIamError, ConfigurationError
@@ -32,7 +33,6 @@ from airflow_cognito_iam.auth.retry import RetryPolicy, describe_exception
 from airflow_cognito_iam.auth.settings import CognitoSettings
 from airflow_cognito_iam.auth.signing import BearerTokenAuth, CognitoSigV4Auth
 from airflow_cognito_iam.auth.transport import AUTH_MODES, ApiTransport, AuthMode
-from airflow_cognito_iam.auth.user_pool import redact_botocore_debug_logs
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ class CognitoIamHook(BaseHook):
         _mask(conn.password)
         extra = _parse_extra(conn.extra, self.cognito_iam_conn_id)
         if isinstance(extra, dict):
+            extra = {**_deployment_defaults(), **extra}
             for name in _SECRET_EXTRAS:
                 value = extra.get(name)
                 if isinstance(value, str):
@@ -133,7 +134,18 @@ class CognitoIamHook(BaseHook):
     @cached_property
     def provider(self) -> CognitoCredentialProvider:
         """The credential provider; shares cached credentials with other hooks of this connection."""
-        return CognitoCredentialProvider(self.settings, cache=cache_for(self.settings), on_secret=_mask)
+        cache = cache_for(self.settings, redis_client=self._redis_client)
+        return CognitoCredentialProvider(self.settings, cache=cache, on_secret=_mask)
+
+    def _redis_client(self) -> Any:
+        """The client of the ``cache_conn_id`` Redis connection (apache-airflow-providers-redis).
+
+        Called by the Redis cache on first use; whatever it raises (no such connection, provider
+        not installed) makes the cache fall back to the host's file cache with one warning.
+        """
+        from airflow.providers.redis.hooks.redis import RedisHook
+
+        return RedisHook(redis_conn_id=self.settings.cache_conn_id).get_conn()  # type: ignore[no-untyped-call]
 
     @cached_property
     def pin(self) -> OriginPin:
@@ -296,6 +308,18 @@ class CognitoIamHook(BaseHook):
             return False, str(exc)
         except Exception as exc:
             return False, describe_exception(exc)
+
+
+def _deployment_defaults() -> dict[str, str]:
+    """Extras a connection may leave to the deployment: ``[cognito_iam] credential_cache``.
+
+    ``AIRFLOW__COGNITO_IAM__CREDENTIAL_CACHE=redis`` makes every connection that sets no
+    ``credential_cache`` of its own use Redis (docker-compose sets it); the connection's value wins.
+    """
+    from airflow.sdk import conf
+
+    value = conf.get("cognito_iam", "credential_cache", fallback=None)
+    return {"credential_cache": value} if value else {}
 
 
 def _parse_extra(extra: str | None, conn_id: str) -> Any:

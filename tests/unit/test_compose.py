@@ -254,3 +254,45 @@ def test_published_devstack_connection_is_valid_from_another_container() -> None
         "devstack",
     )
     assert aws["extra"] == {"endpoint_url": "http://devstack:4566", "region_name": "us-east-1"}
+
+
+def _default_of(value: str, var: str) -> str:
+    """The fallback of a ``${VAR:-fallback}`` compose value."""
+    match = re.fullmatch(rf"\$\{{{var}:-(.*)\}}", value)
+    assert match, f"{var} must be ${{{var}:-default}} so .env can override it, got {value!r}"
+    return match[1]
+
+
+def test_credentials_are_cached_in_the_deployments_redis_by_default(services: dict[str, dict[str, Any]]) -> None:
+    from airflow.sdk import Connection
+
+    for name in (*AIRFLOW_SERVICES, "flower"):
+        env = _env(services[name])
+        mode = _default_of(env["AIRFLOW__COGNITO_IAM__CREDENTIAL_CACHE"], "COGNITO_IAM_CREDENTIAL_CACHE")
+        assert mode == "redis", name
+        uri = _default_of(env["AIRFLOW_CONN_REDIS_DEFAULT"], "AIRFLOW_CONN_REDIS_DEFAULT")
+        conn = Connection.from_uri(uri, conn_id="redis_default")
+        assert (conn.conn_type, conn.host, conn.port) == ("redis", "redis", 6379), name
+        broker_db = int(env["AIRFLOW__CELERY__BROKER_URL"].rsplit("/", 1)[1])
+        assert int(conn.extra_dejson["db"]) != broker_db, "the cache keeps out of the broker's database"
+        assert env["AIRFLOW_COGNITO_IAM_CACHE_DIR"], "the file cache is the fallback while Redis is down"
+    assert "redis" in services
+    assert _dependency(services["airflow-worker"], "redis")["condition"] == "service_healthy"
+
+
+def test_the_compose_cache_setting_is_the_one_the_hook_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AIRFLOW__COGNITO_IAM__CREDENTIAL_CACHE applies to connections that choose no cache themselves."""
+    from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
+
+    extra = {"user_pool_id": "eu-west-1_AbC123", "client_id": "client123"}
+    monkeypatch.setenv("AIRFLOW__COGNITO_IAM__CREDENTIAL_CACHE", "redis")
+    monkeypatch.setenv("AIRFLOW_CONN_PLAIN", json.dumps({"conn_type": "cognito_iam", "login": "u", "password": "p",
+                                                         "extra": extra}))
+    monkeypatch.setenv("AIRFLOW_CONN_OWN_CHOICE", json.dumps({"conn_type": "cognito_iam", "login": "u",
+                                                              "password": "p",
+                                                              "extra": {**extra, "credential_cache": "shared"}}))
+    assert CognitoIamHook("plain").settings.credential_cache == "redis"
+    assert CognitoIamHook("plain").settings.cache_conn_id == "redis_default"
+    assert CognitoIamHook("own_choice").settings.credential_cache == "shared"
+    monkeypatch.delenv("AIRFLOW__COGNITO_IAM__CREDENTIAL_CACHE")
+    assert CognitoIamHook("plain").settings.credential_cache == "shared"

@@ -22,6 +22,7 @@ DAGS = ROOT / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 EXPECTED_DAG_IDS = {
     "cognito_iam_orders_daily",
+    "cognito_iam_orders_pipeline",
     "cognito_iam_mapped_endpoints",
     "cognito_iam_async_export",
     "cognito_iam_identity_boto3",
