@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cached_property
+from types import FrameType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -340,20 +343,168 @@ class CognitoIamHook(BaseHook):
     # -- connection test --------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Full sign-in and identity exchange (no cache): ``(True, "Signed in as …; identity …")``."""
+        """Full sign-in and identity exchange (no cache): ``(True, "Signed in as …; identity …")``.
+
+        The UI's Test button reaches us through the API server under a random connection id, with
+        the form's values. Secrets the form left masked (``***``) are taken from the stored
+        connection, and the message names that connection and the fields the form changed.
+        """
+        changed: list[str] = []
         try:
-            settings = self.settings
+            form = self.get_connection(self.cognito_iam_conn_id)
+            values = _ConnValues.of(form)
+            conn_id = self.cognito_iam_conn_id
+            tested = _connection_under_test(self.cognito_iam_conn_id)
+            if tested is not None:
+                conn_id, stored = tested
+                if stored is not None:
+                    stored_values = _ConnValues.of(stored)
+                    changed = values.changed_from(stored_values)
+                    problem = values.restore_masked(stored_values, changed)
+                    if problem:
+                        return False, problem
+            masked = values.masked()
+            if masked:
+                return False, (
+                    f"{' and '.join(masked)} arrived masked (***) and no stored value can be used; "
+                    "type the real value to test"
+                )
+            _mask(values.password)
+            for name in _SECRET_EXTRAS:
+                secret = values.extra.get(name)
+                _mask(secret if isinstance(secret, str) else None)
+            settings = CognitoSettings.from_connection(
+                host=values.host,
+                login=values.login,
+                password=values.password,
+                extra=values.extra,
+                port=values.port,
+                conn_id=conn_id,
+            )
             provider = CognitoCredentialProvider(settings, cache=None, on_secret=_mask)
             if not settings.identity_pool_id:
                 provider.get_tokens()
-                return True, f"Signed in as {settings.username}; no identity pool configured (bearer modes only)"
-            entry = provider.fetch()
-            identity = entry.credentials.identity_id if entry.credentials else "?"
-            return True, f"Signed in as {settings.username}; identity {identity}"
+                message = f"Signed in as {settings.principal}; no identity pool configured (bearer modes only)"
+            else:
+                entry = provider.fetch()
+                identity = entry.credentials.identity_id if entry.credentials else "?"
+                message = f"Signed in as {settings.username}; identity {identity}"
+            return True, message + _changes_note(changed)
         except CognitoIamError as exc:
-            return False, str(exc)
+            return False, str(exc) + _changes_note(changed)
         except Exception as exc:
-            return False, describe_exception(exc)
+            return False, describe_exception(exc) + _changes_note(changed)
+
+
+# -- test_connection helpers: the API server's Test route -------------------------------------------
+
+_TEST_ROUTE_MODULE = "airflow.api_fastapi.core_api.routes.public.connections"
+_MASKED = "***"
+#: Where a sign-in goes and as whom: stored secrets are reused only while none of these changed,
+#: as the API server reuses stored credentials only for the stored host and port.
+_SIGN_IN_TARGET = (
+    "login",
+    "user_pool_id",
+    "client_id",
+    "region",
+    "cognito_idp_endpoint_url",
+    "oauth_token_url",
+)
+
+
+def _same(name: str, new: Any, old: Any) -> bool:
+    """Equal, or both unset; for the port, 0 is what the UI sends for "none"."""
+    unset: tuple[Any, ...] = (None, "", 0) if name == "port" else (None, "")
+    return new == old or (new in unset and old in unset and not isinstance(new, bool) and not isinstance(old, bool))
+
+
+@dataclass
+class _ConnValues:
+    """The connection values a test uses, with extras decoded."""
+
+    host: str | None
+    login: str | None
+    password: str | None
+    port: int | None
+    extra: dict[str, Any]
+
+    @classmethod
+    def of(cls, conn: Any) -> _ConnValues:
+        extra = conn.extra_dejson if conn.extra else {}
+        return cls(conn.host, conn.login, conn.password, conn.port, dict(extra) if isinstance(extra, dict) else {})
+
+    def _fields(self) -> dict[str, Any]:
+        return {"host": self.host, "login": self.login, "password": self.password, "port": self.port, **self.extra}
+
+    def changed_from(self, stored: _ConnValues) -> list[str]:
+        """Fields whose form value differs from the stored one; a masked secret counts as unchanged."""
+        mine, theirs = self._fields(), stored._fields()
+        changed = []
+        for name in sorted(set(mine) | set(theirs)):
+            new = mine.get(name)
+            if new != _MASKED and not _same(name, new, theirs.get(name)):
+                changed.append(name)
+        return changed
+
+    def restore_masked(self, stored: _ConnValues, changed: list[str]) -> str | None:
+        """Put the stored secrets in place of masked ones; or say why they may not be used."""
+        masked = self.masked()
+        if not masked:
+            return None
+        moved = [name for name in changed if name in _SIGN_IN_TARGET]
+        if moved:
+            return (
+                f"{' and '.join(masked)} arrived masked (***) while the form changed {', '.join(moved)}: "
+                "stored secrets are only reused for the stored sign-in target; type them to test"
+            )
+        if self.password == _MASKED:
+            self.password = stored.password
+        for name in _SECRET_EXTRAS:
+            if self.extra.get(name) == _MASKED:
+                self.extra[name] = stored.extra.get(name)
+        return None
+
+    def masked(self) -> list[str]:
+        names = ["password"] if self.password == _MASKED else []
+        return names + [name for name in _SECRET_EXTRAS if self.extra.get(name) == _MASKED]
+
+
+def _changes_note(changed: list[str]) -> str:
+    return f" (tested with the form's changes to {', '.join(changed)})" if changed else ""
+
+
+def _connection_under_test(transient_conn_id: str) -> tuple[str, Any] | None:
+    """``(connection id, stored Connection or None)`` when the API server's Test route called us.
+
+    That route stores the form under a random id and keeps the real one only in its own frame,
+    so we read it there. The stored connection is loaded only if the caller may read it, as the
+    route itself does; anything unexpected means "not under test", never an error.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "test_connection" and frame.f_globals.get("__name__") == _TEST_ROUTE_MODULE:
+            break
+        frame = frame.f_back
+    if frame is None:
+        return None
+    local = frame.f_locals
+    body = local.get("test_body")
+    conn_id = getattr(body, "connection_id", None)
+    if local.get("transient_conn_id") != transient_conn_id or not isinstance(conn_id, str):
+        return None
+    try:
+        from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails
+        from airflow.models.connection import Connection
+
+        team_name = local.get("team_name")
+        allowed = local["auth_manager"].is_authorized_connection(
+            method="GET", details=ConnectionDetails(conn_id=conn_id, team_name=team_name), user=local["user"]
+        )
+        stored = Connection.get_connection_from_secrets(conn_id, team_name=team_name) if allowed else None
+    except Exception:  # not found, or an Airflow whose route looks different: test the form as sent
+        log.debug("stored connection %s not readable for the test", conn_id, exc_info=True)
+        stored = None
+    return conn_id, stored
 
 
 def _not_from_cognito(classifier: Callable[[BaseException], bool]) -> Callable[[BaseException], bool]:
