@@ -138,17 +138,20 @@ def test_backfill_of_the_daily_dag_is_created_and_runs(airflow_ui: Any) -> None:
         assert time.monotonic() < deadline, "the dag-processor never registered the daily DAG"
         time.sleep(2)
 
-    created = airflow_ui.api(
-        "POST",
-        "/backfills",
-        json={
-            "dag_id": DAG_ID,
-            "from_date": "2026-02-01T00:00:00Z",
-            "to_date": "2026-02-02T00:00:00Z",
-            "max_active_runs": 2,
-            "reprocess_behavior": "completed",
-        },
-    )
+    body = {
+        "dag_id": DAG_ID,
+        "from_date": "2026-02-01T00:00:00Z",
+        "to_date": "2026-02-02T00:00:00Z",
+        "max_active_runs": 2,
+        "reprocess_behavior": "completed",
+    }
+    created = airflow_ui.api("POST", "/backfills", json=body)
+    for attempt in range(1, 6):
+        # SQLite: while the scheduler writes, Airflow answers 503 "Database is locked" (it says to retry).
+        if created.status_code != 503:
+            break
+        time.sleep(2 * attempt)
+        created = airflow_ui.api("POST", "/backfills", json=body)
     assert created.status_code == 200, created.text
     backfill = created.json()
     assert backfill["dag_id"] == DAG_ID
