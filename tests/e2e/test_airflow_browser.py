@@ -385,3 +385,13 @@ def test_task_log_shows_where_credentials_came_from_and_no_secret(
         assert CREDENTIAL_LINE.search(log), log
     assert not any(secret in log for secret in secrets)
     assert "eyJ" not in log, "no JWT (ID, access or refresh token)"
+
+
+def test_providers_page_shows_the_description_and_links_our_docs(browser: Browser) -> None:
+    browser.get("/providers")
+    row = browser.xpath("//tr[.//a[normalize-space()='airflow-cognito-iam']]")
+    browser.shot("providers")
+    assert "Call APIs behind API Gateway IAM authorization as an Amazon Cognito user pool user" in row.text
+    link = row.find_element(By.TAG_NAME, "a").get_attribute("href") or ""
+    assert link.startswith("https://")
+    assert "airflow.apache.org" not in link

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -74,6 +75,14 @@ def browser_test_body(conn: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return {**body, **changes}
 
 
+def when(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp)
+
+
+def other_no_port(conn: dict[str, Any]) -> int | None:
+    return None if conn.get("port") == 0 else 0
+
+
 def test_stored_connection_has_every_form_field_and_port_zero(airflow_ui: Any) -> None:
     from airflow_cognito_iam.get_provider_info import CONN_FIELDS
 
@@ -97,9 +106,10 @@ def test_a_wrong_password_with_masked_secrets_blames_the_password_and_reveals_no
     conn = airflow_ui.api("GET", "/connections/cognito_iam_default").json()
     stored = airflow_ui.stored_connection("cognito_iam_default")
     secrets = [stored["password"], stored["extra_dejson"]["client_secret"], "Wrong-Passw0rd!"]
-    # port null: the API server sees another destination and hands the hook the form as sent,
-    # client_secret still masked ('***').
-    body = browser_test_body(conn, password="Wrong-Passw0rd!", port=None)
+    # The other way to say "no port" (null vs 0): the API server sees another destination and hands
+    # the hook the form as sent, client_secret still masked ('***'), as it did for every browser Test
+    # while make airflow stored a null port.
+    body = browser_test_body(conn, password="Wrong-Passw0rd!", port=other_no_port(conn))
     result = airflow_ui.api("POST", "/connections/test", json=body).json()
     message = result["message"]
     assert result["status"] is False
@@ -114,7 +124,7 @@ def test_a_wrong_password_with_masked_secrets_blames_the_password_and_reveals_no
 def test_stored_secrets_are_not_reused_for_another_user(airflow_ui: Any) -> None:
     airflow_ui.login()
     conn = airflow_ui.api("GET", "/connections/cognito_iam_default").json()
-    body = browser_test_body(conn, login="someone-else", password="Wrong-Passw0rd!", port=None)
+    body = browser_test_body(conn, login="someone-else", password="Wrong-Passw0rd!", port=other_no_port(conn))
     result = airflow_ui.api("POST", "/connections/test", json=body).json()
     assert result["status"] is False
     assert "client_secret arrived masked" in result["message"]
@@ -129,6 +139,12 @@ def test_first_scheduled_run_succeeds_on_its_first_try(airflow_ui: Any) -> None:
     assert runs[run_id] == "success"
     task = airflow_ui.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/pull_orders").json()
     assert (task["state"], task["try_number"]) == ("success", 1)
+    # The order itself, from the audit log: every connection and Variable write, then the run.
+    events = airflow_ui.api("GET", "/eventLogs", params={"limit": 100, "order_by": "when"}).json()["event_logs"]
+    writes = [when(e["when"]) for e in events if e["event"].endswith(("_connection", "_variable"))]
+    assert len(writes) >= 4, events
+    run = airflow_ui.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}").json()
+    assert when(run["queued_at"]) > max(writes), "the first run was queued before its settings were stored"
 
 
 def test_backfill_of_the_daily_dag_is_created_and_runs(airflow_ui: Any) -> None:
