@@ -47,8 +47,10 @@ UI_TIMEOUT = 60.0
 RUN_TIMEOUT = 300.0
 WRONG_PASSWORD = "Wrong-Passw0rd!"
 EXAMPLES_PLACEHOLDER = "Start typing to see options"  # what the 3.3.2 form shows for schema.examples
+# Toasts that finished fading in (their text, title first).
 TOASTS_JS = (
-    "return Array.from(document.querySelectorAll(\"[data-scope='toast'][data-part='root']\")).map(e => e.innerText)"
+    "return Array.from(document.querySelectorAll(\"[data-scope='toast'][data-part='root']\"))"
+    ".filter(e => getComputedStyle(e).opacity === '1').map(e => e.innerText)"
 )
 # TODO(issue 9 item 8): the lead's auth-layer commit adds this INFO line; once it is on main this
 # condition is always true and can go.
@@ -86,7 +88,7 @@ class Browser:
     def get(self, path: str) -> None:
         self.driver.get(f"{self.base_url}{path}")
 
-    def shot(self, name: str, element: WebElement | None = None) -> Path:
+    def shot(self, name: str, element: WebElement | None = None, height: int | None = None) -> Path:
         """Screenshot of the page, grown to the height of ``element`` (a dialog) so all of it shows."""
         self._count += 1
         path = self.shots / f"{self._count:02d}-{name}.png"
@@ -94,7 +96,9 @@ class Browser:
             height = self.driver.execute_script(
                 "return Math.max(document.documentElement.scrollHeight, arguments[0].scrollHeight + 200)", element
             )
-            self.driver.set_window_size(1400, max(1700, int(height)))
+            height = max(1700, int(height or 0))
+        if height:
+            self.driver.set_window_size(1400, height)
         self.driver.save_screenshot(str(path))
         self.driver.set_window_size(1400, 1700)
         return path
@@ -155,6 +159,12 @@ class Browser:
         before = len(self.test_toasts())
         self.connection_row(conn_id).find_element(By.CSS_SELECTOR, "button[aria-label='Test Connection']").click()
         return self.wait(lambda: (t := self.test_toasts()) and len(t) > before and t[-1], "the Test toast")
+
+    def show_runs(self, runs: dict[str, str]) -> None:
+        """The DAG's Runs tab, once it lists these runs."""
+        self.get(f"/dags/{DAG_ID}/runs")
+        body = self.find("body")
+        self.wait(lambda: all(run_id in body.text for run_id in runs), f"the Runs tab to list {sorted(runs)}")
 
     def open_edit_form(self, conn_id: str) -> WebElement:
         self.get("/connections")
@@ -277,7 +287,7 @@ def test_test_button_signs_in_and_names_the_identity(browser: Browser, make_airf
     before = make_airflow.devstack_stats()["cognito"].get("InitiateAuth", 0)
     browser.get("/connections")
     toast = browser.press_test(CONN_ID)
-    browser.shot("test-success")
+    browser.shot("test-success", height=640)
     assert toast.startswith("Test Connection Successful"), toast
     assert re.search(r"Signed in as devstack-user; identity [a-z0-9-]+:[0-9a-f-]{36}", toast), toast
     assert make_airflow.devstack_stats()["cognito"].get("InitiateAuth", 0) > before, "a real sign-in"
@@ -294,7 +304,7 @@ def test_a_wrong_password_fails_the_test_with_a_clear_message_and_no_secret(
     browser.wait(lambda: not browser.driver.find_elements(By.CSS_SELECTOR, "[role='dialog']"), "the form to close")
     try:
         toast = browser.press_test(CONN_ID)
-        browser.shot("test-wrong-password")
+        browser.shot("test-wrong-password", height=640)
         assert toast.startswith("Test Connection Failed"), toast
         assert "incorrect username or password" in toast, toast
         assert "SECRET_HASH" not in toast
@@ -327,7 +337,7 @@ def test_trigger_from_the_dialog_with_default_params_succeeds(browser: Browser, 
     trigger.click()
     runs = make_airflow.wait_for_runs(DAG_ID, "manual", 1, RUN_TIMEOUT)
     assert list(runs.values()) == ["success"], runs
-    browser.get(f"/dags/{DAG_ID}")
+    browser.show_runs(runs)
     browser.shot("trigger-success")
 
 
@@ -366,7 +376,7 @@ def test_backfill_of_three_dates_from_the_dialog_succeeds(browser: Browser, make
         time.sleep(3)
     runs = make_airflow.wait_for_runs(DAG_ID, "backfill", 3, RUN_TIMEOUT)
     assert sorted(runs.values()) == ["success"] * 3, runs
-    browser.get(f"/dags/{DAG_ID}")
+    browser.show_runs(runs)
     browser.shot("backfill-success")
 
 
