@@ -46,7 +46,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     params={
-        "bucket": Param("", type="string", description="Target bucket; empty: Variable cognito_iam_bucket"),
+        "bucket": Param(None, type=["null", "string"], description="Target bucket; blank: Variable cognito_iam_bucket"),
         "polls": Param(2, type="integer", minimum=0, description="Devstack only: polls before the job is done"),
     },
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},

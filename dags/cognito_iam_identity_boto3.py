@@ -30,7 +30,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     params={
-        "bucket": Param("", type="string", description="Bucket; empty: Variable cognito_iam_bucket"),
+        "bucket": Param(None, type=["null", "string"], description="Bucket; blank: Variable cognito_iam_bucket"),
         "prefix": Param("orders/", type="string", description="Key prefix the identity may read"),
         "lines": Param(3, type="integer", minimum=0, maximum=100, description="Lines to return"),
     },

@@ -6,6 +6,12 @@ triggerer) with AIRFLOW_HOME under .local/airflow, and stores the `cognito_iam_d
 the UI lists them, opens the cognito_iam form, and its Test button performs a real sign-in. Prints
 the URL and login, then runs until Ctrl-C; both processes are stopped on the way out.
 
+The connections are stored the way the connection form itself would save them: every typed field's
+key present (the Airflow 3.3 edit form shows only the keys a stored extra has) and port 0 (its
+Test button sends 0 for an empty port, which the API server would otherwise take for a changed
+destination and refuse with 400). Example DAGs are created paused and unpaused only after the
+connections and Variables exist, so the first scheduled run already finds its bucket.
+
 The devstack's pools are new on every start, so the connections are rewritten each time.
 """
 
@@ -23,9 +29,22 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from airflow_stack import BIN, LOCAL, StackError, airflow_env, connection_json, devstack, example_variables, say
+from airflow_stack import (
+    BIN,
+    LOCAL,
+    ROOT,
+    StackError,
+    airflow_env,
+    connection_json,
+    devstack,
+    example_variables,
+    say,
+)
+
+from airflow_cognito_iam.get_provider_info import FORM_DEFAULTS
 
 READY_TIMEOUT = 300.0
+DAGS_TIMEOUT = 180.0
 USERNAME = "admin"
 
 
@@ -106,15 +125,28 @@ def upsert(base: str, token: str, kind: str, key_field: str, body: dict[str, Any
 
 
 def connection_body(conn_id: str, conn: dict[str, Any]) -> dict[str, Any]:
-    """A devstack connection in the REST API's shape (extra is a JSON string there)."""
+    """A devstack connection in the REST API's shape, as the UI's form would have saved it.
+
+    A ``cognito_iam`` extra gets every form field (its default, else null), so the edit form shows
+    all of them; every connection gets port 0 unless it has one, so the list's Test button works;
+    the devstack's ``aws`` connection also tests against the stack (moto answers STS).
+    """
     extra = conn.get("extra") or {}
+    if isinstance(extra, str):
+        extra = json.loads(extra)
+    if conn["conn_type"] == "cognito_iam":
+        extra = {**FORM_DEFAULTS, **extra}
+    elif conn["conn_type"] == "aws" and extra.get("endpoint_url"):
+        # The amazon hook's Test calls STS at service_config's endpoint only (else public AWS).
+        extra = {**extra, "service_config": {"sts": {"endpoint_url": extra["endpoint_url"]}}}
     return {
         "connection_id": conn_id,
         "conn_type": conn["conn_type"],
         "host": conn.get("host"),
         "login": conn.get("login"),
         "password": conn.get("password"),
-        "extra": extra if isinstance(extra, str) else json.dumps(extra),
+        "port": conn.get("port") or 0,
+        "extra": json.dumps(extra),
     }
 
 
@@ -124,6 +156,33 @@ def configure(base: str, token: str, info: dict[str, Any]) -> None:
         upsert(base, token, "connections", "connection_id", connection_body(conn_id, conn))
     for variable, value in example_variables(info).items():
         upsert(base, token, "variables", "key", {"key": variable, "value": value})
+
+
+def unpause_examples(base: str, token: str, process: subprocess.Popen[bytes], log: Path) -> list[str]:
+    """Wait until the dag-processor registered every example DAG, then unpause them all."""
+    expected = len([p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_")])
+    deadline = time.monotonic() + DAGS_TIMEOUT
+    dag_ids: list[str] = []
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StackError(f"airflow standalone exited with {process.returncode}; see {log}")
+        status, body = api(base, "GET", "/api/v2/dags?limit=100", token=token)
+        if status == 200 and isinstance(body, dict):
+            dag_ids = sorted(dag["dag_id"] for dag in body.get("dags", []))
+            if len(dag_ids) >= expected:
+                break
+        _, errors = api(base, "GET", "/api/v2/importErrors", token=token)
+        if isinstance(errors, dict) and errors.get("import_errors"):
+            first = errors["import_errors"][0]
+            raise StackError(f"example DAG {first.get('filename')} does not import: {first.get('stack_trace')}")
+        time.sleep(2)
+    else:
+        raise StackError(f"only {dag_ids} of {expected} example DAGs registered within {DAGS_TIMEOUT:.0f} s")
+    for dag_id in dag_ids:
+        status, answer = api(base, "PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False}, token)
+        if status != 200:
+            raise StackError(f"could not unpause {dag_id} (HTTP {status}): {str(answer)[:300]}")
+    return dag_ids
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -164,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                 AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{base}/execution/",
                 # A laptop-sized executor: the default 32 parallel tasks start 32 worker processes.
                 AIRFLOW__CORE__PARALLELISM="4",
-                # The daily example starts with yesterday's run, so the UI shows a real run at once.
-                AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+                # Paused until the connections and Variables exist (unpause_examples), so the daily
+                # example's first run (yesterday's, at once) does not start before its bucket is known.
+                AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
             )
             log_path = logs / "standalone.log"
             say(f"airflow standalone (AIRFLOW_HOME={home}); log: {log_path}")
@@ -180,11 +240,14 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     wait_until_healthy(base, process, log_path)
                     password = read_password(home)
-                    configure(base, get_token(base, password), info)
+                    token = get_token(base, password)
+                    configure(base, token, info)
+                    dag_ids = unpause_examples(base, token, process, log_path)
+                    say(f"connections and Variables stored; unpaused {', '.join(dag_ids)}")
                     say("Airflow is ready")
                     print(f"    URL:      {base}/", flush=True)
                     print(f"    login:    {USERNAME} / {password}", flush=True)
-                    print("    open Admin > Connections > cognito_iam_default and press Test;", flush=True)
+                    print("    Admin > Connections: press Test on cognito_iam_default;", flush=True)
                     print("    cognito_iam_orders_daily is unpaused: start a backfill from its page.", flush=True)
                     print("    Ctrl-C stops Airflow and the devstack.", flush=True)
                     ready = {"ready": True, "url": base, "username": USERNAME, "devstack_api_url": info["api_url"]}

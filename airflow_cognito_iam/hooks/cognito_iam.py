@@ -23,7 +23,6 @@ from airflow.sdk import BaseHook
 from botocore.credentials import CredentialProvider, RefreshableCredentials
 
 from airflow_cognito_iam.auth.cache import cache_for
-from airflow_cognito_iam.auth.user_pool import redact_botocore_debug_logs
 from airflow_cognito_iam.auth.credentials import CognitoCredentialProvider, FrozenCredentials
 from airflow_cognito_iam.auth.deadline import DeadlineHTTPAdapter
 from airflow_cognito_iam.auth.errors import CognitoIamError, ConfigurationError
@@ -33,6 +32,8 @@ from airflow_cognito_iam.auth.retry import RetryPolicy, describe_exception
 from airflow_cognito_iam.auth.settings import CognitoSettings
 from airflow_cognito_iam.auth.signing import BearerTokenAuth, CognitoSigV4Auth
 from airflow_cognito_iam.auth.transport import AUTH_MODES, ApiTransport, AuthMode
+from airflow_cognito_iam.auth.user_pool import redact_botocore_debug_logs
+from airflow_cognito_iam.hooks.connection_test import ConnValues, changes_note, connection_under_test
 
 log = logging.getLogger(__name__)
 
@@ -294,20 +295,57 @@ class CognitoIamHook(BaseHook):
     # -- connection test --------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Full sign-in and identity exchange (no cache): ``(True, "Signed in as …; identity …")``."""
+        """Full sign-in and identity exchange (no cache): ``(True, "Signed in as …; identity …")``.
+
+        The UI's Test button reaches us through the API server under a random connection id, with
+        the form's values. Secrets the form left masked (``***``) are taken from the stored
+        connection, and the message names that connection and the fields the form changed.
+        """
+        changed: list[str] = []
         try:
-            settings = self.settings
+            form = self.get_connection(self.cognito_iam_conn_id)
+            values = ConnValues.of(form)
+            conn_id = self.cognito_iam_conn_id
+            tested = connection_under_test(self.cognito_iam_conn_id)
+            if tested is not None:
+                conn_id, stored = tested
+                if stored is not None:
+                    stored_values = ConnValues.of(stored)
+                    changed = values.changed_from(stored_values)
+                    problem = values.restore_masked(stored_values, changed)
+                    if problem:
+                        return False, problem
+            masked = values.masked()
+            if masked:
+                return False, (
+                    f"{' and '.join(masked)} arrived masked (***) and no stored value can be used; "
+                    "type the real value to test"
+                )
+            _mask(values.password)
+            for name in _SECRET_EXTRAS:
+                secret = values.extra.get(name)
+                _mask(secret if isinstance(secret, str) else None)
+            settings = CognitoSettings.from_connection(
+                host=values.host,
+                login=values.login,
+                password=values.password,
+                extra=values.extra,
+                port=values.port,
+                conn_id=conn_id,
+            )
             provider = CognitoCredentialProvider(settings, cache=None, on_secret=_mask)
             if not settings.identity_pool_id:
                 provider.get_tokens()
-                return True, f"Signed in as {settings.username}; no identity pool configured (bearer modes only)"
-            entry = provider.fetch()
-            identity = entry.credentials.identity_id if entry.credentials else "?"
-            return True, f"Signed in as {settings.username}; identity {identity}"
+                message = f"Signed in as {settings.principal}; no identity pool configured (bearer modes only)"
+            else:
+                entry = provider.fetch()
+                identity = entry.credentials.identity_id if entry.credentials else "?"
+                message = f"Signed in as {settings.username}; identity {identity}"
+            return True, message + changes_note(changed)
         except CognitoIamError as exc:
-            return False, str(exc)
+            return False, str(exc) + changes_note(changed)
         except Exception as exc:
-            return False, describe_exception(exc)
+            return False, describe_exception(exc) + changes_note(changed)
 
 
 def _deployment_defaults() -> dict[str, str]:
