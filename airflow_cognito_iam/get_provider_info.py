@@ -110,8 +110,8 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     ),
     "preferred_challenge": _choice(
         "USER_AUTH first factor",
-        "USER_AUTH only. Default PASSWORD_SRP (password never sent).",
-        ["PASSWORD_SRP", "PASSWORD"],
+        "USER_AUTH only. Default PASSWORD_SRP (password never sent); NONE answers Cognito's SELECT_CHALLENGE.",
+        ["PASSWORD_SRP", "PASSWORD", "NONE"],
     ),
     "totp_secret": _text(
         "TOTP secret",
@@ -130,7 +130,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     ),
     "oauth_token_url": _text(
         "Token URL (CLIENT_CREDENTIALS)",
-        "CLIENT_CREDENTIALS only: the user pool domain's /oauth2/token URL. Default: none.",
+        "CLIENT_CREDENTIALS only: the user pool domain's /oauth2/token URL. Default: Cognito's GetClientToken.",
         examples=["https://my-domain.auth.eu-west-1.amazoncognito.com/oauth2/token"],
     ),
     "api_region": _text(

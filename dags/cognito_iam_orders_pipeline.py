@@ -67,7 +67,7 @@ with DAG(
     catchup=False,
     max_active_runs=4,
     params={
-        "bucket": Param("", type="string", description="Target bucket; empty: Variable cognito_iam_bucket"),
+        "bucket": Param(None, type=["null", "string"], description="Target bucket; blank: Variable cognito_iam_bucket"),
         "limit": Param(100, type="integer", minimum=1, maximum=1000, description="Records per page"),
     },
     default_args={"retries": 3, "retry_delay": timedelta(seconds=30), "execution_timeout": timedelta(minutes=30)},

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from airflow_cognito_iam.auth.models import CognitoTokens, IdentityCredentials
+from airflow_cognito_iam.auth.models import CognitoTokens, DeviceInfo, IdentityCredentials
 from airflow_cognito_iam.auth.settings import CognitoSettings
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,14 @@ class CacheEntry:
     """What one sign-in produced: tokens (the refresh token spares a later sign-in) and credentials.
 
     ``issued_at`` is when the credentials were received, so a reader can tell their full lifetime.
+    ``totp_step`` is the last TOTP time step any process used for this user: a code is never reused
+    across the processes (or workers) that share the entry.
     """
 
     tokens: CognitoTokens | None = field(default=None, repr=False)
     credentials: IdentityCredentials | None = field(default=None, repr=False)
     issued_at: datetime | None = None
+    totp_step: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Serialisable form (contains secrets: only ever written encrypted)."""
@@ -64,6 +67,14 @@ class CacheEntry:
                 "expires_at": _iso(t.expires_at),
                 "secret_hash_username": t.secret_hash_username,
             }
+            if t.device is not None:
+                data["tokens"]["device"] = {
+                    "key": t.device.device_key,
+                    "group_key": t.device.device_group_key,
+                    "password": t.device.device_password,
+                }
+        if self.totp_step is not None:
+            data["totp_step"] = self.totp_step
         if self.credentials is not None:
             c = self.credentials
             data["credentials"] = {
@@ -80,12 +91,16 @@ class CacheEntry:
         """Inverse of :meth:`to_json`; raises KeyError/ValueError/TypeError on a malformed entry."""
         tokens = credentials = None
         if t := data.get("tokens"):
+            device = t.get("device")
             tokens = CognitoTokens(
                 id_token=str(t["id_token"]),
                 access_token=str(t["access_token"]),
                 refresh_token=t["refresh_token"],
                 expires_at=datetime.fromisoformat(t["expires_at"]),
                 secret_hash_username=t.get("secret_hash_username"),
+                device=DeviceInfo(str(device["key"]), str(device["group_key"]), str(device["password"]))
+                if device
+                else None,
             )
         if c := data.get("credentials"):
             credentials = IdentityCredentials(
@@ -96,7 +111,13 @@ class CacheEntry:
                 expiration=datetime.fromisoformat(c["expiration"]),
             )
         issued = data.get("issued_at")
-        return cls(tokens, credentials, datetime.fromisoformat(issued) if issued else None)
+        step = data.get("totp_step")
+        return cls(
+            tokens,
+            credentials,
+            datetime.fromisoformat(issued) if issued else None,
+            int(step) if step is not None else None,
+        )
 
 
 def _iso(value: datetime | None) -> str | None:

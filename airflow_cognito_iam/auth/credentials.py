@@ -17,8 +17,9 @@ from typing import Any, cast
 from botocore.credentials import RefreshableCredentials
 
 from airflow_cognito_iam.auth.cache import CacheEntry, CredentialCache
-from airflow_cognito_iam.auth.errors import ClockSkewError
+from airflow_cognito_iam.auth.errors import ClockSkewError, ConfigurationError
 from airflow_cognito_iam.auth.identity_pool import IdentityPoolExchanger, IdTokenRejectedError
+from airflow_cognito_iam.auth.machine import ClientCredentialsAuthenticator
 from airflow_cognito_iam.auth.models import CognitoTokens, IdentityCredentials
 from airflow_cognito_iam.auth.settings import CognitoSettings
 from airflow_cognito_iam.auth.user_pool import CLOCK_SKEW_SECONDS, UserPoolAuthenticator
@@ -100,7 +101,7 @@ class CognitoCredentialProvider:
         *,
         cache: CredentialCache | None = None,
         time_fetcher: TimeFetcher = utc_now,
-        authenticator: UserPoolAuthenticator | None = None,
+        authenticator: UserPoolAuthenticator | ClientCredentialsAuthenticator | None = None,
         exchanger: IdentityPoolExchanger | None = None,
         on_secret: SecretSink | None = None,
     ) -> None:
@@ -122,9 +123,12 @@ class CognitoCredentialProvider:
 
     # -- lazily built Cognito clients: a provider served from cache never creates one ------------
     @property
-    def authenticator(self) -> UserPoolAuthenticator:
+    def authenticator(self) -> UserPoolAuthenticator | ClientCredentialsAuthenticator:
         if self._authenticator is None:
-            self._authenticator = UserPoolAuthenticator(self.settings)
+            if self.settings.is_machine:
+                self._authenticator = ClientCredentialsAuthenticator(self.settings)
+            else:
+                self._authenticator = UserPoolAuthenticator(self.settings)
         return self._authenticator
 
     @property
@@ -196,8 +200,9 @@ class CognitoCredentialProvider:
                 assert self._tokens is not None
                 return self._tokens
             tokens = self._renew_tokens(cached, now)
-            entry = CacheEntry(tokens, cached.credentials if cached else None, cached.issued_at if cached else None)
-            self._store(entry)
+            self._store(
+                self._entry_for(tokens, cached.credentials if cached else None, cached.issued_at if cached else None)
+            )
             self._announce_tokens(renewed=True)
             return tokens
 
@@ -212,6 +217,7 @@ class CognitoCredentialProvider:
         current = self._tokens
         if cached is not None and cached.tokens is not None:
             current = cached.tokens
+        self._seed_totp(cached)
         tokens = self.authenticator.get_valid_tokens(current, now, self.token_margin)
         self._tokens = tokens
         self._reveal(tokens.id_token, tokens.access_token, tokens.refresh_token)
@@ -255,6 +261,14 @@ class CognitoCredentialProvider:
         credentials is another process's refresh: it is used instead of exchanging again, so N
         processes that all see a revocation refresh once per cache entry, not once each.
         """
+        if self.settings.is_machine:
+            raise ConfigurationError(
+                {
+                    "auth": "CLIENT_CREDENTIALS gets an access token only, and an identity pool needs a user's ID "
+                    "token: call the API with auth='access_token' (a Cognito-authorizer route), not SigV4"
+                },
+                conn_id=self.settings.conn_id,
+            )
         with self._lock, self._cache_lock():
             now = self._now()
             force, self._force = self._force, False
@@ -279,14 +293,15 @@ class CognitoCredentialProvider:
                 credentials = self.exchanger.get_credentials(tokens.id_token)
             except IdTokenRejectedError:
                 # A cached ID token can be revoked or clock-skewed: one fresh sign-in, then give up.
-                tokens = self.authenticator.sign_in()
+                self._seed_totp(cached)
+                tokens = self.authenticator.sign_in(tokens.device)
                 self.source = "full sign-in"
                 self._tokens = tokens
                 self._reveal(tokens.id_token, tokens.access_token, tokens.refresh_token)
                 credentials = self.exchanger.get_credentials(tokens.id_token)
             self._reveal(credentials.access_key_id, credentials.secret_access_key, credentials.session_token)
             self._refuse_if_expired_on_arrival(credentials)
-            entry = CacheEntry(tokens, credentials, self._now())
+            entry = self._entry_for(tokens, credentials, self._now())
             self._store(entry)
             self._announce(entry, renewed=True)
             return entry
@@ -304,6 +319,20 @@ class CognitoCredentialProvider:
             f"identity pool credentials for {self.settings.principal} expire at "
             f"{credentials.expiration.isoformat(timespec='seconds')}, already past by this worker's clock",
         )
+
+    def _seed_totp(self, cached: CacheEntry | None) -> None:
+        # A TOTP step another worker used (recorded in the shared entry) is never used again here.
+        authenticator = self.authenticator
+        if cached is not None and cached.totp_step is not None and isinstance(authenticator, UserPoolAuthenticator):
+            authenticator.totp_ledger.observe(authenticator.totp_key, cached.totp_step)
+
+    def _entry_for(
+        self, tokens: CognitoTokens, credentials: IdentityCredentials | None, issued_at: datetime | None
+    ) -> CacheEntry:
+        step = None
+        if self.settings.totp_secret and isinstance(self._authenticator, UserPoolAuthenticator):
+            step = self._authenticator.totp_ledger.last(self._authenticator.totp_key)
+        return CacheEntry(tokens, credentials, issued_at, step)
 
     def _seed_identity(self, cached: CacheEntry | None) -> None:
         # The identity id of a user never changes: a process that finds one spares a GetId call.
@@ -372,17 +401,19 @@ class CognitoCredentialProvider:
                 cached is not None
                 and cached.tokens is not None
                 and rejected is not None
-                and cached.tokens.id_token != rejected.id_token
+                and cached.tokens.access_token != rejected.access_token
                 and self._tokens_usable(cached.tokens, self._now())
             ):
                 self._adopt(cached)  # another task already replaced them
                 return
-            current = rejected or (cached.tokens if cached else None)
+            # The cached refresh token is the newest (with rotation, ours may already be spent).
+            current = (cached.tokens if cached is not None else None) or rejected
+            self._seed_totp(cached)
             tokens = self.authenticator.get_valid_tokens(current, self._now(), _FORCE_MARGIN)
             self._tokens = tokens
             self._reveal(tokens.id_token, tokens.access_token, tokens.refresh_token)
             base = cached or self._entry
-            self._store(CacheEntry(tokens, base.credentials if base else None, base.issued_at if base else None))
+            self._store(self._entry_for(tokens, base.credentials if base else None, base.issued_at if base else None))
 
     def known_secrets(self) -> tuple[str, ...]:
         """Every secret value this provider holds now, so callers can scrub them from API messages."""

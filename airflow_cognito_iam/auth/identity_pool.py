@@ -11,6 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from airflow_cognito_iam.auth.cognito_client import build_cognito_client, call_cognito, scrub, server_clock_offset
 from airflow_cognito_iam.auth.errors import (
     AuthenticationError,
     CognitoIamError,
@@ -19,7 +20,6 @@ from airflow_cognito_iam.auth.errors import (
 from airflow_cognito_iam.auth.models import IdentityCredentials
 from airflow_cognito_iam.auth.retry import RetryPolicy, describe_exception
 from airflow_cognito_iam.auth.settings import CognitoSettings
-from airflow_cognito_iam.auth.user_pool import build_cognito_client, call_cognito, scrub, server_clock_offset
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,9 @@ from airflow_cognito_iam.auth.errors import ConfigurationError
 from airflow_cognito_iam.auth.origins import entry_origins, is_loopback_host
 
 AuthFlow = Literal["USER_SRP_AUTH", "USER_PASSWORD_AUTH", "USER_AUTH", "CLIENT_CREDENTIALS"]
-#: USER_AUTH's first factor: SRP (the password never leaves the worker) or the password itself.
-PreferredChallenge = Literal["PASSWORD_SRP", "PASSWORD"]
+#: USER_AUTH's first factor: SRP (the password never leaves the worker), the password itself, or NONE
+#: (no preference: Cognito offers SELECT_CHALLENGE and SRP is chosen when offered).
+PreferredChallenge = Literal["PASSWORD_SRP", "PASSWORD", "NONE"]
 CacheMode = Literal["memory", "shared", "redis", "none"]
 
 _REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"

@@ -23,6 +23,7 @@ from airflow.sdk import BaseHook
 from botocore.credentials import CredentialProvider, RefreshableCredentials
 
 from airflow_cognito_iam.auth.cache import cache_for
+from airflow_cognito_iam.auth.cognito_client import redact_botocore_debug_logs
 from airflow_cognito_iam.auth.credentials import CognitoCredentialProvider, FrozenCredentials
 from airflow_cognito_iam.auth.deadline import DeadlineHTTPAdapter
 from airflow_cognito_iam.auth.errors import CognitoIamError, ConfigurationError
@@ -32,7 +33,6 @@ from airflow_cognito_iam.auth.retry import RetryPolicy, describe_exception
 from airflow_cognito_iam.auth.settings import CognitoSettings
 from airflow_cognito_iam.auth.signing import BearerTokenAuth, CognitoSigV4Auth
 from airflow_cognito_iam.auth.transport import AUTH_MODES, ApiTransport, AuthMode
-from airflow_cognito_iam.auth.user_pool import redact_botocore_debug_logs
 from airflow_cognito_iam.hooks.connection_test import ConnValues, changes_note, connection_under_test
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,14 @@ class CognitoIamHook(BaseHook):
         self, service: str | None = None, region: str | None = None, mode: AuthMode = "iam"
     ) -> requests.auth.AuthBase:
         """requests auth for the API: SigV4 (``iam``) or the raw ID/access token; pinned to our hosts."""
+        if self.settings.is_machine and mode != "access_token":
+            raise ConfigurationError(
+                {
+                    "auth": f"auth_flow CLIENT_CREDENTIALS gets an access token only (no user, no ID token, no "
+                    f"identity pool): use auth='access_token' instead of {mode!r}"
+                },
+                self.cognito_iam_conn_id,
+            )
         if mode == "iam":
             return CognitoSigV4Auth(
                 self.provider.get_refreshable_credentials(),
@@ -235,7 +243,9 @@ class CognitoIamHook(BaseHook):
         base = self.settings.api_base_url
         if not base:
             raise ConfigurationError(
-                {"host": "the API base URL is required for relative endpoints, e.g. https://abc.execute-api.eu-west-1.amazonaws.com/prod"},
+                {
+                    "host": "the API base URL is required for relative endpoints, e.g. https://abc.execute-api.eu-west-1.amazonaws.com/prod"
+                },
                 self.cognito_iam_conn_id,
             )
         url = f"{base.rstrip('/')}/{endpoint.lstrip('/')}" if endpoint else base

@@ -143,21 +143,43 @@ def test_password_sign_in_sends_secret_hash_and_returns_tokens(password_flow: An
     assert "refresh-token-value-1" not in repr(tokens)
 
 
-def test_refresh_hashes_the_internal_username_and_keeps_the_refresh_token(password_flow: Any) -> None:
+def test_refresh_uses_get_tokens_from_refresh_token_with_the_raw_secret(password_flow: Any) -> None:
     auth, stub = password_flow
     old = CognitoTokens("id", "access", "refresh-token-value-1", NOW, secret_hash_username="6f1e-internal-sub")
+    expected = {"RefreshToken": "refresh-token-value-1", "ClientId": "clientabc", "ClientSecret": CLIENT_SECRET}
+    stub.add_response("get_tokens_from_refresh_token", auth_result(username="6f1e-internal-sub", refresh=False),
+                      expected)
+    new = auth.refresh(old)
+    assert new.refresh_token == "refresh-token-value-1"  # no rotation: the old one stays valid
+    assert new.id_token != "id"
+
+
+def test_a_rotated_refresh_token_replaces_the_old_one(password_flow: Any) -> None:
+    auth, stub = password_flow
+    old = CognitoTokens("id", "access", "refresh-token-value-0", NOW, secret_hash_username="alice")
+    stub.add_response("get_tokens_from_refresh_token", auth_result(refresh=True), None)
+    assert auth.refresh(old).refresh_token == "refresh-token-value-1"
+
+
+def test_an_endpoint_without_the_new_operation_falls_back_to_refresh_token_auth(password_flow: Any) -> None:
+    from airflow_cognito_iam.auth import user_pool
+
+    user_pool._LEGACY_REFRESH_ENDPOINTS.clear()
+    auth, stub = password_flow
+    old = CognitoTokens("id", "access", "refresh-token-value-1", NOW, secret_hash_username="6f1e-internal-sub")
+    stub.add_client_error("get_tokens_from_refresh_token", "UnknownOperationException", "Unknown operation")
     expected = {
         "AuthFlow": "REFRESH_TOKEN_AUTH",
         "ClientId": "clientabc",
         "AuthParameters": {
             "REFRESH_TOKEN": "refresh-token-value-1",
+            # Cognito checks this hash against the internal username (the `sub` for alias sign-in).
             "SECRET_HASH": secret_hash("6f1e-internal-sub", "clientabc", CLIENT_SECRET),
         },
     }
     stub.add_response("initiate_auth", auth_result(username="6f1e-internal-sub", refresh=False), expected)
-    new = auth.refresh(old)
-    assert new.refresh_token == "refresh-token-value-1"
-    assert new.id_token != "id"
+    assert auth.refresh(old).refresh_token == "refresh-token-value-1"
+    user_pool._LEGACY_REFRESH_ENDPOINTS.clear()
 
 
 def test_valid_tokens_are_reused_without_any_call(password_flow: Any) -> None:
@@ -169,18 +191,15 @@ def test_valid_tokens_are_reused_without_any_call(password_flow: Any) -> None:
 def test_tokens_near_expiry_are_refreshed_not_signed_in_again(password_flow: Any) -> None:
     auth, stub = password_flow
     current = CognitoTokens("id", "access", "refresh-token-value-1", NOW + timedelta(seconds=60), "alice")
-    stub.add_response(
-        "initiate_auth",
-        auth_result(refresh=False),
-        {"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": ANY, "AuthParameters": ANY},
-    )
+    stub.add_response("get_tokens_from_refresh_token", auth_result(refresh=False), None)
     assert auth.get_valid_tokens(current, NOW, margin=300).expires_at == NOW + timedelta(hours=1)
+    assert auth.last_method == "refresh"
 
 
 def test_a_rejected_refresh_token_falls_back_to_a_full_sign_in(password_flow: Any) -> None:
     auth, stub = password_flow
     current = CognitoTokens("id", "access", "refresh-token-value-1", NOW - timedelta(seconds=1), "alice")
-    stub.add_client_error("initiate_auth", "NotAuthorizedException", "Refresh Token has expired")
+    stub.add_client_error("get_tokens_from_refresh_token", "NotAuthorizedException", "Refresh Token has expired")
     stub.add_response(
         "initiate_auth", auth_result(), {"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": ANY, "AuthParameters": ANY}
     )
@@ -483,7 +502,7 @@ def test_alias_sign_in_answers_and_refreshes_as_the_internal_username(sleeps: Sl
                 "ChallengeParameters": {"USER_ID_FOR_SRP": internal},
             }
         else:  # the TOTP answer or the refresh
-            parsed = auth_result(username=internal, refresh=body.get("AuthFlow") != "REFRESH_TOKEN_AUTH")
+            parsed = auth_result(username=internal, refresh="RefreshToken" not in body)
         return AWSResponse("", 200, HTTPHeaders(), None), parsed
 
     client.meta.events.register("before-call.cognito-identity-provider.*", cognito)
@@ -500,7 +519,7 @@ def test_alias_sign_in_answers_and_refreshes_as_the_internal_username(sleeps: Sl
     tokens = auth.refresh(auth.sign_in())
 
     assert [name for name, _ in calls] == ["InitiateAuth", "RespondToAuthChallenge", "RespondToAuthChallenge",
-                                           "InitiateAuth"]
+                                           "GetTokensFromRefreshToken"]
     start, verifier, totp, refresh = (body for _, body in calls)
     assert start["AuthParameters"]["USERNAME"] == "alice"  # the first call names the user as typed
     assert start["AuthParameters"]["SECRET_HASH"] == secret_hash("alice", "clientabc", CLIENT_SECRET)
@@ -512,6 +531,5 @@ def test_alias_sign_in_answers_and_refreshes_as_the_internal_username(sleeps: Sl
         "SOFTWARE_TOKEN_MFA_CODE": pyotp.TOTP(TOTP_SECRET).at(STEP * 30),
         "SECRET_HASH": internal_hash,
     }
-    assert refresh["AuthFlow"] == "REFRESH_TOKEN_AUTH"
-    assert refresh["AuthParameters"]["SECRET_HASH"] == internal_hash
+    assert refresh["ClientSecret"] == CLIENT_SECRET  # GetTokensFromRefreshToken takes the raw secret
     assert tokens.secret_hash_username == internal
