@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from botocore.credentials import RefreshableCredentials
 
+from airflow_cognito_iam.auth import metrics
 from airflow_cognito_iam.auth.cache import CacheEntry, CredentialCache
 from airflow_cognito_iam.auth.errors import ClockSkewError, ConfigurationError
 from airflow_cognito_iam.auth.identity_pool import IdentityPoolExchanger, IdTokenRejectedError
@@ -181,7 +182,15 @@ class CognitoCredentialProvider:
             self._reveal(c.access_key_id, c.secret_access_key, c.session_token)
 
     def _load_cached(self) -> CacheEntry | None:
-        return self._cache.load() if self._cache is not None else None
+        if self._cache is None:
+            return None
+        entry = self._cache.load()
+        layer = getattr(self._cache, "last_hit", None)
+        if entry is not None and layer:
+            metrics.incr("cache.hit", layer=str(layer))
+        else:
+            metrics.incr("cache.miss", layer=self.settings.credential_cache)
+        return entry
 
     def get_tokens(self) -> CognitoTokens:
         """User pool tokens valid for at least the token margin (cached, refreshed, or a sign-in)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from airflow_cognito_iam.auth import metrics
 from airflow_cognito_iam.auth.cognito_client import build_cognito_client, call_cognito, scrub, server_clock_offset
 from airflow_cognito_iam.auth.errors import (
     AuthenticationError,
@@ -80,6 +81,7 @@ class IdentityPoolExchanger:
             )
             self._identity_id = None
             return self.get_credentials(id_token)
+        metrics.incr("credential_exchange")
         creds = response["Credentials"]
         self._identity_id = str(response.get("IdentityId") or self._identity_id)
         return IdentityCredentials(

@@ -16,6 +16,7 @@ from typing import Any
 import requests
 from botocore.exceptions import ClientError
 
+from airflow_cognito_iam.auth import metrics
 from airflow_cognito_iam.auth.cognito_client import build_cognito_client, call_cognito, scrub
 from airflow_cognito_iam.auth.deadline import AttemptDeadline, DeadlineHTTPAdapter
 from airflow_cognito_iam.auth.errors import AuthenticationError, CognitoIamError, ConfigurationError
@@ -52,10 +53,12 @@ class ClientCredentialsAuthenticator:
     def sign_in(self, device: Any = None) -> CognitoTokens:
         """A new access token."""
         started = datetime.now(UTC)
-        if self.settings.oauth_token_url:
-            access, expires_in = self._token_endpoint()
-        else:
-            access, expires_in = self._get_client_token()
+        with metrics.timed("sign_in.duration", flow="CLIENT_CREDENTIALS"):
+            if self.settings.oauth_token_url:
+                access, expires_in = self._token_endpoint()
+            else:
+                access, expires_in = self._get_client_token()
+        metrics.incr("sign_in", flow="CLIENT_CREDENTIALS")
         log.info("Got an access token for %s", self._who())
         return CognitoTokens(
             id_token="",

@@ -36,6 +36,7 @@ from botocore import exceptions as boto_exc
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from airflow_cognito_iam.auth import metrics
 from airflow_cognito_iam.auth.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -233,6 +234,15 @@ def retry_after_of(exc: BaseException | None) -> float | None:
     return None
 
 
+def retry_cause(exc: BaseException | None) -> str:
+    """A short, secret-free label of why a call is retried (a metrics tag): ``http_503``, ``ThrottlingException``."""
+    if isinstance(exc, boto_exc.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"http_{exc.response.status_code}"
+    return type(exc).__name__ if exc is not None else "none"
+
+
 def describe_exception(exc: BaseException) -> str:
     """One secret-free line about ``exc`` for logs and error messages.
 
@@ -287,6 +297,11 @@ class _StopBeforeBudget(stop_base):
 def _log_retry(what: str, max_attempts: int) -> Callable[[tenacity.RetryCallState], None]:
     def before_sleep(retry_state: tenacity.RetryCallState) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
+        metrics.incr(
+            "retry",
+            call="cognito" if isinstance(exc, boto_exc.BotoCoreError | boto_exc.ClientError) else "api",
+            cause=retry_cause(exc),
+        )
         log.warning(
             "%s failed (attempt %d/%d): %s; retrying in %.2fs",
             what,

@@ -24,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from airflow_cognito_iam.auth import metrics
 from airflow_cognito_iam.auth.bodies import ReplayableBody, read_error_excerpt
 from airflow_cognito_iam.auth.deadline import AttemptDeadline
 from airflow_cognito_iam.auth.errors import (
@@ -305,6 +306,9 @@ class ApiTransport:
                 if failure is not exc:
                     raise failure from None
                 raise
+        metrics.timing(
+            "api_request.duration", (time.monotonic() - started) * 1000, method=method, status=str(response.status_code)
+        )
         if log.isEnabledFor(logging.DEBUG):
             elapsed = (time.monotonic() - started) * 1000
             size = response.headers.get("Content-Length", "?")
@@ -318,6 +322,7 @@ class ApiTransport:
         """The permanent error for a 4xx answer, naming the API's reason (never a secret)."""
         message = self.scrub(api_message(response))
         status = response.status_code
+        metrics.incr("refusal", status=str(status))
         if _SIGNATURE_TIME.search(message):
             offset = clock_offset(response)
             if offset is not None and abs(offset) > CLOCK_SKEW_SECONDS:

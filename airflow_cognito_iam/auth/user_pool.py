@@ -28,6 +28,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pycognito.aws_srp import AWSSRP, generate_hash_device, long_to_hex
 
+from airflow_cognito_iam.auth import metrics
 from airflow_cognito_iam.auth.cognito_client import (
     CLOCK_SKEW_SECONDS,
     build_cognito_client,
@@ -115,16 +116,19 @@ class UserPoolAuthenticator(SignInErrors):
 
     def sign_in(self, device: DeviceInfo | None = None) -> CognitoTokens:
         """Full sign-in with the connection's flow (as ``device`` if Cognito remembers one)."""
-        try:
-            return self._sign_in_retrying_totp(device)
-        except RefreshTokenRejectedError:
-            raise
-        except AuthenticationError as exc:
-            if device is None or "device" not in str(exc).lower():
+        with metrics.timed("sign_in.duration", flow=self.settings.auth_flow):
+            try:
+                tokens = self._sign_in_retrying_totp(device)
+            except RefreshTokenRejectedError:
                 raise
-            # The pool forgot the device (an admin, or ForgetDevice): sign in as a new one.
-            log.info("Cognito no longer knows this worker's device for %s; signing in without it", self._user)
-            return self._sign_in_retrying_totp(None)
+            except AuthenticationError as exc:
+                if device is None or "device" not in str(exc).lower():
+                    raise
+                # The pool forgot the device (an admin, or ForgetDevice): sign in as a new one.
+                log.info("Cognito no longer knows this worker's device for %s; signing in without it", self._user)
+                tokens = self._sign_in_retrying_totp(None)
+        metrics.incr("sign_in", flow=self.settings.auth_flow)
+        return tokens
 
     def refresh(self, tokens: CognitoTokens) -> CognitoTokens:
         """New tokens from the refresh token; a rotated refresh token replaces the old one."""
@@ -175,6 +179,7 @@ class UserPoolAuthenticator(SignInErrors):
         if not result:
             raise AuthenticationError(f"Cognito answered GetTokensFromRefreshToken with no tokens for {self._who()}")
         rotated = bool(result.get("RefreshToken")) and result.get("RefreshToken") != tokens.refresh_token
+        metrics.incr("token_refresh", operation="GetTokensFromRefreshToken")
         log.info(
             "Refreshed Cognito tokens for user %s in pool %s%s",
             self._user,
@@ -207,6 +212,7 @@ class UserPoolAuthenticator(SignInErrors):
                 f"Cognito answered REFRESH_TOKEN_AUTH with a challenge for {self._who('REFRESH_TOKEN_AUTH')}"
             )
         log.info("Refreshed Cognito tokens for user %s in pool %s", self._user, s.user_pool_id)
+        metrics.incr("token_refresh", operation="REFRESH_TOKEN_AUTH")
         return self._tokens(result, started, internal, previous=tokens)
 
     # -- sign-in flows ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ import requests
 from airflow.sdk import BaseHook
 from botocore.credentials import CredentialProvider, RefreshableCredentials
 
+from airflow_cognito_iam import metrics as airflow_metrics
 from airflow_cognito_iam.auth.cache import cache_for
 from airflow_cognito_iam.auth.cognito_client import redact_botocore_debug_logs
 from airflow_cognito_iam.auth.credentials import CognitoCredentialProvider, FrozenCredentials
@@ -36,6 +37,8 @@ from airflow_cognito_iam.auth.transport import AUTH_MODES, ApiTransport, AuthMod
 from airflow_cognito_iam.hooks.connection_test import ConnValues, changes_note, connection_under_test
 
 log = logging.getLogger(__name__)
+
+airflow_metrics.install()
 
 __all__ = ["AuthMode", "CognitoIamHook"]
 

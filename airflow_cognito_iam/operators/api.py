@@ -438,6 +438,7 @@ class CognitoIamApiOperator(BaseOperator):
             summary["bytes"],
             uri,
         )
+        self._summary = summary  # for the lineage facets on complete
         self._emit_asset_event(context, summary)
         return summary
 
@@ -492,6 +493,26 @@ class CognitoIamApiOperator(BaseOperator):
                 records += len(items)
                 response.close()
         return {"uri": uri, "bytes": sink.bytes_written, "records": records, "pages": pages}
+
+    # -- OpenLineage (operators/lineage.py; the provider is an optional extra) -------------------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The API endpoint as input, the destination as output (no statistics yet)."""
+        from airflow_cognito_iam.operators.lineage import lineage
+
+        return lineage(self._endpoint_url(), self.destination)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """As on start, plus the records and bytes written."""
+        from airflow_cognito_iam.operators.lineage import lineage
+
+        return lineage(self._endpoint_url(), self.destination, getattr(self, "_summary", None))
+
+    def _endpoint_url(self) -> str | None:
+        try:
+            return self.hook.url_for(self.endpoint)
+        except Exception:  # lineage must never fail a task; a bad endpoint already failed it
+            return None
 
     def _emit_asset_event(self, context: Context, summary: Mapping[str, Any]) -> None:
         """Describe the written object on the Asset event for matching ``outlets``.
