@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import IO, Any, Self
 from urllib.parse import unquote, urlsplit
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,12 @@ class S3Sink(Sink):
                 permanent=code in _PERMANENT_S3_CODES,
             ) from None
         except BotoCoreError as exc:
+            if isinstance(exc, ParamValidationError):  # a bad bucket or key name: no retry helps
+                raise StorageError(
+                    f"S3 {operation} of {self.uri} (bucket {self.bucket!r}, key {self.key!r}) refused before "
+                    "sending: invalid bucket or key name",
+                    permanent=True,
+                ) from None
             raise StorageError(
                 f"S3 {operation} of {self.uri} (bucket {self.bucket!r}, key {self.key!r}) failed: {type(exc).__name__}"
             ) from exc

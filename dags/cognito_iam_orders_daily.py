@@ -8,8 +8,20 @@ from the IAM-protected API in the ``cognito_iam_default`` connection. The record
 
 Backfill-safe: the key depends only on the logical date, and the object is published only when
 complete, so re-running or backfilling a day replaces exactly that day's object. The task emits an
-event on the ``cognito_iam_orders`` asset alias naming the object written, so downstream DAGs can
-schedule on it.
+event on the ``cognito_iam_orders`` asset alias naming the object written, with the same statistics
+as its OpenLineage facets (``uri``, ``records``, ``bytes``, ``pages``, ``format``, ``compression``),
+so downstream DAGs can schedule on it and read what arrived::
+
+    from airflow.sdk import DAG, AssetAlias, task
+
+    with DAG("orders_report", schedule=[AssetAlias("cognito_iam_orders")]):
+
+        @task(inlets=[AssetAlias("cognito_iam_orders")])
+        def report(*, inlet_events):
+            event = inlet_events[AssetAlias("cognito_iam_orders")][-1]
+            print(event.asset.uri, event.extra["records"], "records", event.extra["bytes"], "bytes")
+
+        report()
 
 Settings (no secrets here; they live in the connections):
 * bucket: the ``bucket`` param when triggering, else the Airflow Variable ``cognito_iam_bucket``,

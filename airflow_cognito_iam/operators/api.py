@@ -7,6 +7,7 @@ owns what a task needs around them: pagination, checks and filters, and where th
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json as jsonlib
 import socket
@@ -34,10 +35,19 @@ from airflow_cognito_iam.auth.errors import (
 from airflow_cognito_iam.auth.retry import RetryPolicy
 from airflow_cognito_iam.auth.settings import MAX_RETRY_SECONDS, parse_number
 from airflow_cognito_iam.auth.transport import AUTH_MODES, IDEMPOTENT_METHODS, METHODS, AuthMode, check_headers
+from airflow_cognito_iam.formats import (
+    CONTENT_TYPES,
+    OUTPUT_FORMATS,
+    Compression,
+    OutputFormat,
+    RecordWriter,
+    compression_for,
+)
+from airflow_cognito_iam.object_storage import NATIVE_SCHEMES, Destination, ObjectStorageSink, resolve
 from airflow_cognito_iam.storage import Sink, StorageError, open_sink, parse_destination
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
 
     from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
 
@@ -137,6 +147,7 @@ class CognitoIamApiOperator(BaseOperator):
         "data",
         "headers",
         "destination",
+        "destination_conn_id",
     )
     template_fields_renderers = {"query": "json", "json": "json", "headers": "json", "data": "py"}
     ui_color = "#ff9900"
@@ -155,8 +166,11 @@ class CognitoIamApiOperator(BaseOperator):
         pagination: Callable[[requests.Response], Mapping[str, Any] | None] | None = None,
         response_check: Callable[..., bool] | None = None,
         response_filter: Callable[..., Any] | None = None,
-        destination: str | None = None,
+        destination: str | ObjectStoragePath | None = None,
         aws_conn_id: str | None = "aws_default",
+        destination_conn_id: str | None = None,
+        output_format: OutputFormat = "jsonl",
+        compression: Compression | None = None,
         max_xcom_bytes: int = DEFAULT_MAX_XCOM_BYTES,
         max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
         max_attempts: int = 5,
@@ -180,6 +194,10 @@ class CognitoIamApiOperator(BaseOperator):
             problems.append("give either json or data, not both")
         if isinstance(allowed_hosts, str):
             problems.append("allowed_hosts must be a list of host names, not one string")
+        if output_format not in OUTPUT_FORMATS:
+            problems.append(f"output_format={output_format!r} must be one of {list(OUTPUT_FORMATS)}")
+        if compression not in (None, "gzip"):
+            problems.append(f"compression={compression!r} must be 'gzip' or None")
         if problems:
             raise ValueError(f"{type(self).__name__} {kwargs.get('task_id', '')!r}: " + "; ".join(problems))
         self.cognito_iam_conn_id = cognito_iam_conn_id
@@ -195,6 +213,9 @@ class CognitoIamApiOperator(BaseOperator):
         self.response_filter = response_filter
         self.destination = destination
         self.aws_conn_id = aws_conn_id
+        self.destination_conn_id = destination_conn_id
+        self.output_format = output_format
+        self.compression = compression
         self.max_xcom_bytes = int(max_xcom_bytes)
         self.max_page_bytes = int(max_page_bytes)
         self.max_attempts = int(max_attempts)
@@ -221,12 +242,12 @@ class CognitoIamApiOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         try:
             if self.destination:
-                parse_destination(self.destination)
+                _ = self._destination  # resolves and validates it (scheme, key, compression)
             check_headers(self.headers)
             # Resolves the connection and refuses a foreign host before any network call.
             self.hook.url_for(self.endpoint)
             if self.destination:
-                return self._to_destination(context, self.destination)
+                return self._to_destination(context, self._destination.uri)
             return self._to_xcom(context)
         except _PERMANENT_ERRORS as exc:
             # Airflow's task retries cannot fix a bad connection, a refused role or a bad argument.
@@ -375,6 +396,8 @@ class CognitoIamApiOperator(BaseOperator):
 
     def _filtered(self, response: requests.Response, context: Context) -> Any:
         if self.response_filter is None:
+            if self.output_format == "raw":  # bytes asked for: base64 keeps them exact in XCom
+                return base64.b64encode(response.content).decode("ascii")
             return _decode(response)
         kwargs = determine_kwargs(self.response_filter, [response], context)
         return self.response_filter(response, **kwargs)
@@ -443,10 +466,27 @@ class CognitoIamApiOperator(BaseOperator):
         return summary
 
     def _open(self, uri: str) -> Sink:
-        content_type = "application/x-ndjson" if self.pagination or self.response_filter else None
-        sink = open_sink(uri, self.aws_conn_id, content_type=content_type)
+        records = self.pagination or self.response_filter
+        content_type = CONTENT_TYPES[self.output_format] if records else None
+        destination = self._destination
+        if destination.path is not None and destination.scheme not in NATIVE_SCHEMES:
+            sink: Sink = ObjectStorageSink(uri, destination.path)
+        else:
+            sink = open_sink(uri, destination.conn_id or self.aws_conn_id, content_type=content_type)
         self._active_sink = sink  # what on_kill discards
         return sink
+
+    @cached_property
+    def _destination(self) -> Destination:
+        """The rendered destination, resolved (URI, scheme, connection) before any network call."""
+        destination = resolve(self.destination, self.destination_conn_id)
+        if destination.scheme in NATIVE_SCHEMES:
+            parse_destination(destination.uri)
+        compression_for(destination.uri, self.compression)
+        return destination
+
+    def _writer(self, sink: Sink) -> RecordWriter:
+        return RecordWriter(sink, self.output_format, compression_for(sink.uri, self.compression))
 
     def _stream_body(self, context: Context, uri: str) -> dict[str, Any]:
         """Stream one response body to storage; a body that breaks off is fetched again into a new sink."""
@@ -462,20 +502,22 @@ class CognitoIamApiOperator(BaseOperator):
                 lines = 0
                 last = b"\n"
                 with self._open(uri) as sink, watching_body(response, timeout, where) as watch:
+                    writer = self._writer(sink)
                     try:
                         # Each chunk must arrive within `timeout`: a trickling server cannot hold the
                         # task for ever, and a large body is not cut off by a total deadline.
                         for chunk in response.iter_content(STREAM_CHUNK_BYTES):
                             watch.rearm(timeout)
-                            sink.write(chunk)
+                            writer.write_raw(chunk)  # one body is stored as received (maybe gzipped)
                             lines += chunk.count(b"\n")
                             last = chunk[-1:] or last
                     except is_broken_body_types():
                         if watch.fired:
                             raise watch.error() from None
                         raise
+                    writer.finish_raw()
                     lines += last != b"\n"
-            return {"uri": uri, "bytes": sink.bytes_written, "records": lines, "pages": 1}
+            return self._summary_of(uri, sink, records=lines, pages=1)
 
         summary: dict[str, Any] = self._body_retrying(request)(once)
         return summary
@@ -484,15 +526,33 @@ class CognitoIamApiOperator(BaseOperator):
         """One JSON line per page, or per record when ``response_filter`` returns a list."""
         pages = records = 0
         with self._open(uri) as sink:
+            writer = self._writer(sink)
             for response in self._pages(context):
                 pages += 1
+                if self.output_format == "raw" and self.response_filter is None:
+                    writer.write_raw(response.content)  # pages as received, back to back
+                    records += 1
+                    response.close()
+                    continue
                 value = self._filtered(response, context)
                 items = value if self.response_filter is not None and isinstance(value, list) else [value]
                 for item in items:
-                    sink.write_json_line(item)
+                    writer.write_record(item)
                 records += len(items)
                 response.close()
-        return {"uri": uri, "bytes": sink.bytes_written, "records": records, "pages": pages}
+            writer.finish()
+        return self._summary_of(uri, sink, records=records, pages=pages)
+
+    def _summary_of(self, uri: str, sink: Sink, *, records: int, pages: int) -> dict[str, Any]:
+        """What the task returns, the asset event carries and lineage reports."""
+        return {
+            "uri": uri,
+            "bytes": sink.bytes_written,
+            "records": records,
+            "pages": pages,
+            "format": self.output_format,
+            "compression": compression_for(uri, self.compression),
+        }
 
     # -- OpenLineage (operators/lineage.py; the provider is an optional extra) -------------------
 
@@ -500,13 +560,19 @@ class CognitoIamApiOperator(BaseOperator):
         """The API endpoint as input, the destination as output (no statistics yet)."""
         from airflow_cognito_iam.operators.lineage import lineage
 
-        return lineage(self._endpoint_url(), self.destination)
+        return lineage(self._endpoint_url(), self._destination_uri())
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """As on start, plus the records and bytes written."""
         from airflow_cognito_iam.operators.lineage import lineage
 
-        return lineage(self._endpoint_url(), self.destination, getattr(self, "_summary", None))
+        return lineage(self._endpoint_url(), self._destination_uri(), getattr(self, "_summary", None))
+
+    def _destination_uri(self) -> str | None:
+        try:
+            return self._destination.uri if self.destination else None
+        except Exception:  # an invalid destination already failed the task
+            return None
 
     def _endpoint_url(self) -> str | None:
         try:
@@ -525,7 +591,7 @@ class CognitoIamApiOperator(BaseOperator):
         if outlet_events is None or not self.outlets:
             return
         uri = str(summary["uri"])
-        extra = {key: summary[key] for key in ("uri", "bytes", "records", "pages")}
+        extra = {key: summary[key] for key in ("uri", "bytes", "records", "pages", "format", "compression")}
         named = False
         for outlet in self.outlets:
             if isinstance(outlet, AssetAlias):

@@ -67,6 +67,7 @@ def test_template_fields_are_the_documented_ones_and_avoid_reserved_names() -> N
         "data",
         "headers",
         "destination",
+        "destination_conn_id",
     }
     op = CognitoIamApiOperator(task_id="t", endpoint="/x", query={"a": 1})
     # BaseOperator's own `params` (DAG params) and `output` (XComArg) must keep their meaning.
@@ -102,7 +103,7 @@ def test_sensor_rejects_unknown_auth_mode() -> None:
 def test_bad_destination_fails_before_any_network_call() -> None:
     # No connection exists: reaching the hook would fail differently, so this proves the order.
     op = CognitoIamApiOperator(task_id="t", endpoint="/orders", destination="gs://bucket/key")
-    with pytest.raises(AirflowFailException, match="unsupported scheme"):
+    with pytest.raises(AirflowFailException, match="no filesystem for scheme 'gs'"):
         op.execute({})
 
 
