@@ -313,7 +313,7 @@ def test_forced_token_refresh_uses_the_refresh_token_not_a_sign_in(stack):
     hook.get_tokens()
     stack.reset_stats()
     hook.provider.force_refresh_tokens()  # what request() does when an authorizer says 401 expired
-    assert cognito_calls(stack) == {"InitiateAuth": 1}  # REFRESH_TOKEN_AUTH: no SRP challenge round
+    assert cognito_calls(stack) == {"GetTokensFromRefreshToken": 1}  # no SRP challenge round
     assert hook.request("GET", "/bearer/whoami", mode="id_token").json()["username"] == stack.username
 
 

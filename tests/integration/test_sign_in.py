@@ -121,10 +121,10 @@ def test_near_expiry_the_refresh_token_is_used_not_a_full_sign_in(stack: Stack, 
     auth = UserPoolAuthenticator(settings_for(stack, secret=secret))
     first = auth.get_valid_tokens(None, datetime.now(UTC), margin=300)
     stack.reset_stats()
-    # A minute before expiry (inside the 5 min margin): REFRESH_TOKEN_AUTH, with SECRET_HASH of the
-    # internal username when the client has a secret, and no new SRP exchange.
+    # A minute before expiry (inside the 5 min margin): GetTokensFromRefreshToken, with the raw
+    # client secret when the client has one, and no new SRP exchange.
     second = auth.get_valid_tokens(first, first.expires_at - timedelta(seconds=60), margin=300)
-    assert cognito_calls(stack) == {"InitiateAuth": 1}
+    assert cognito_calls(stack) == {"GetTokensFromRefreshToken": 1}
     assert not stack.stats()["cognito_rejected"]
     assert second.id_token != first.id_token
     assert second.refresh_token == first.refresh_token  # Cognito does not return a new one
@@ -147,7 +147,7 @@ def test_a_revoked_refresh_token_falls_back_to_a_full_sign_in(stack: Stack, own_
     stack.reset_stats()
     again = auth.get_valid_tokens(first, first.expires_at, margin=300)
     # The refused refresh, then SRP again.
-    assert cognito_calls(stack) == {"InitiateAuth": 2, "RespondToAuthChallenge": 1}
+    assert cognito_calls(stack) == {"GetTokensFromRefreshToken": 1, "InitiateAuth": 1, "RespondToAuthChallenge": 1}
     assert again.refresh_token != first.refresh_token
 
 
