@@ -52,14 +52,10 @@ TOASTS_JS = (
     "return Array.from(document.querySelectorAll(\"[data-scope='toast'][data-part='root']\"))"
     ".filter(e => getComputedStyle(e).opacity === '1').map(e => e.innerText)"
 )
-# TODO(issue 9 item 8): the lead's auth-layer commit adds this INFO line; once it is on main this
-# condition is always true and can go.
-CREDENTIAL_LINE_LANDED = any(
-    "Cognito credentials for" in path.read_text() for path in (ROOT / "airflow_cognito_iam").rglob("*.py")
-)
 CREDENTIAL_LINE = re.compile(
     r"Cognito credentials for devstack-user: (memory cache hit|shared cache hit|redis cache hit|"
-    r"refreshed with the refresh token|full sign-in) \(identity [a-z0-9-]+:[0-9a-f-]+, expires \d{4}-\d\d-\d\dT"
+    r"refreshed with the refresh token|exchanged the cached ID token|full sign-in) "
+    r"\(identity [a-z0-9-]+:[0-9a-f-]+, expires \d{4}-\d\d-\d\dT"
 )
 
 T = TypeVar("T")
@@ -386,13 +382,12 @@ def test_task_log_shows_where_credentials_came_from_and_no_secret(
     (run_id,) = make_airflow.wait_for_runs(DAG_ID, "manual", 1, RUN_TIMEOUT)
     browser.get(f"/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}/tasks/pull_orders")
     log = browser.wait(
-        lambda: (t := browser.driver.find_element(By.TAG_NAME, "body").text) and "GET /orders:" in t and t,
+        lambda: (t := browser.driver.find_element(By.TAG_NAME, "body").text) and "GET /orders?" in t and t,
         "the task log",
     )
     browser.shot("task-log")
-    assert re.search(r"GET /orders: \d+ page\(s\), \d+ record\(s\), \d+ bytes written to s3://", log), log
-    if CREDENTIAL_LINE_LANDED:  # TODO(issue 9 item 8): unconditional once the lead's line is on main
-        assert CREDENTIAL_LINE.search(log), log
+    assert re.search(r"GET /orders\?[\w&]+: \d+ page\(s\), \d+ record\(s\), \d+ bytes written to s3://", log), log
+    assert CREDENTIAL_LINE.search(log), log
     assert not any(secret in log for secret in secrets)
     assert "eyJ" not in log, "no JWT (ID, access or refresh token)"
 

@@ -134,6 +134,8 @@ def test_airflow_tasks_test_pulls_the_logical_dates_orders_to_s3(
         "bytes": len(body),
         "records": len(orders_for("2024-01-03")),
         "pages": -(-len(orders_for("2024-01-03")) // 30),  # limit=30 per page
+        "format": "jsonl",
+        "compression": None,
     }
 
 

@@ -300,6 +300,8 @@ def test_outlets_get_an_asset_event_describing_the_object(cognito_iam_conn: DevS
         "bytes": result["bytes"],
         "records": result["records"],
         "pages": result["pages"],
+        "format": "jsonl",
+        "compression": None,
     }
     (added,) = events[alias].asset_alias_events
     assert added.dest_asset_key.uri == uri
