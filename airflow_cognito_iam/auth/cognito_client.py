@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Iterable
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import boto3
@@ -23,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from airflow_cognito_iam import __version__
 from airflow_cognito_iam.auth.deadline import AttemptDeadline, install_on_boto3_client
 from airflow_cognito_iam.auth.errors import ConfigurationError
-from airflow_cognito_iam.auth.retry import RetryPolicy, is_transient_cognito
+from airflow_cognito_iam.auth.retry import RetryPolicy, clock_offset_of, is_transient_cognito
 from airflow_cognito_iam.auth.settings import CognitoSettings
 
 log = logging.getLogger(__name__)
@@ -166,13 +164,7 @@ _FIELDS = {
 def server_clock_offset(exc_or_response: ClientError | dict[str, Any]) -> float | None:
     """Server time minus local time, from the Date header of a Cognito answer (None if absent)."""
     response = exc_or_response.response if isinstance(exc_or_response, ClientError) else exc_or_response
-    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-    if not date:
-        return None
-    try:
-        return parsedate_to_datetime(date).timestamp() - time.time()
-    except (TypeError, ValueError):
-        return None
+    return clock_offset_of(response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date"))
 
 
 _JWT = re.compile(r"eyJ[\w-]*\.[\w-]*\.?[\w-]*")

@@ -220,6 +220,16 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def clock_offset_of(date_header: str | None) -> float | None:
+    """Server time minus local time, in seconds, from an HTTP ``Date`` header (None when absent/bad)."""
+    if not date_header:
+        return None
+    try:
+        return parsedate_to_datetime(date_header).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
+
+
 def retry_after_of(exc: BaseException | None) -> float | None:
     """The server's requested wait carried by ``exc``, if any."""
     if exc is None:

@@ -18,7 +18,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
@@ -38,6 +38,7 @@ from airflow_cognito_iam.auth.origins import OriginPin, describe_origin, origin_
 from airflow_cognito_iam.auth.retry import (
     TRANSIENT_HTTP_STATUSES,
     RetryPolicy,
+    clock_offset_of,
     describe_exception,
     is_permanent_request_error,
     is_transient_api,
@@ -128,13 +129,7 @@ def api_message(response: requests.Response) -> str:
 
 def clock_offset(response: requests.Response | None) -> float | None:
     """Server time minus local time in seconds, from the response's Date header."""
-    date = response.headers.get("Date") if response is not None else None
-    if not date:
-        return None
-    try:
-        return parsedate_to_datetime(date).timestamp() - time.time()
-    except (TypeError, ValueError):
-        return None
+    return clock_offset_of(response.headers.get("Date") if response is not None else None)
 
 
 class ApiTransport:
@@ -195,7 +190,9 @@ class ApiTransport:
                     if mode == "iam":
                         extra[CONTENT_SHA256] = body.sha256
                     kwargs["headers"] = {**(kwargs.get("headers") or {}), **extra}
-                response = self._follow(session, method, url, where, state["attempt"], deadline, kwargs, keep_open)
+                response = self._follow(
+                    _Attempt(session, where, state["attempt"], deadline, keep_open), method, url, kwargs
+                )
                 if response.status_code in TRANSIENT_HTTP_STATUSES:
                     response.close()
                     raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
@@ -227,21 +224,12 @@ class ApiTransport:
             raise self.refusal(method, where, response)
         return response
 
-    def _follow(
-        self,
-        session: requests.Session,
-        method: str,
-        url: str,
-        where: str,
-        attempt: int,
-        deadline: float,
-        kwargs: dict[str, Any],
-        keep_open: bool,
-    ) -> requests.Response:
+    def _follow(self, attempt: _Attempt, method: str, url: str, kwargs: dict[str, Any]) -> requests.Response:
         """Send, following same-origin redirects for GET/HEAD (each hop signed for its own URL)."""
+        where = attempt.where
         current, hop_method, hop_kwargs = url, method, kwargs
         for _ in range(MAX_REDIRECTS + 1):
-            response = self._send(session, hop_method, current, where, attempt, deadline, hop_kwargs, keep_open)
+            response = self._send(attempt, hop_method, current, hop_kwargs)
             location = response.headers.get("Location")
             if response.status_code not in REDIRECT_STATUSES or not location:
                 return response
@@ -278,30 +266,22 @@ class ApiTransport:
         raise ApiRefusalError(f"{method} {where}: more than {MAX_REDIRECTS} redirects; not followed further")
 
     @staticmethod
-    def _send(
-        session: requests.Session,
-        method: str,
-        url: str,
-        where: str,
-        attempt: int,
-        deadline: float,
-        kwargs: dict[str, Any],
-        keep_open: bool,
-    ) -> requests.Response:
+    def _send(attempt: _Attempt, method: str, url: str, kwargs: dict[str, Any]) -> requests.Response:
         started = time.monotonic()
-        with AttemptDeadline(deadline, f"{method} {where}") as watch:
+        where, number = attempt.where, attempt.number
+        with AttemptDeadline(attempt.deadline, f"{method} {where}") as watch:
             try:
-                response = session.request(method, url, **kwargs)
+                response = attempt.session.request(method, url, **kwargs)
                 if response.status_code >= 400 or response.is_redirect:
                     read_error_excerpt(response)
-                elif not keep_open:
+                elif not attempt.keep_open:
                     watch.watch(getattr(getattr(response.raw, "connection", None), "sock", None))
                     _ = response.content
             except requests.RequestException as exc:
                 elapsed = (time.monotonic() - started) * 1000
                 failure: requests.RequestException = watch.error() if watch.fired else exc
                 log.info(
-                    "%s %s -> %s (%.0f ms, attempt %d)", method, where, describe_exception(failure), elapsed, attempt
+                    "%s %s -> %s (%.0f ms, attempt %d)", method, where, describe_exception(failure), elapsed, number
                 )
                 if failure is not exc:
                     raise failure from None
@@ -315,7 +295,7 @@ class ApiTransport:
             status = response.status_code
             if response.request is not None and response.request.url:
                 where = loggable(str(response.request.url))  # with the names of params= keys too
-            log.debug("%s %s -> %d, %s bytes, %.0f ms, attempt %d", method, where, status, size, elapsed, attempt)
+            log.debug("%s %s -> %d, %s bytes, %.0f ms, attempt %d", method, where, status, size, elapsed, number)
         return response
 
     def refusal(self, method: str, where: str, response: requests.Response) -> CognitoIamError:
@@ -346,6 +326,17 @@ class ApiTransport:
             if len(value) >= 4:
                 text = text.replace(value, "***")
         return text[:500]
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What every hop of one attempt shares."""
+
+    session: requests.Session
+    where: str
+    number: int
+    deadline: float
+    keep_open: bool
 
 
 def _deadline_seconds(requested: Any, default: float) -> float:

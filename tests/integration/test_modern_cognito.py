@@ -7,8 +7,6 @@ devices, through the public hook and real task processes.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -22,6 +20,7 @@ from airflow_cognito_iam.auth.cache import FileCredentialCache, clear_memory_cac
 from airflow_cognito_iam.auth.errors import AuthenticationError, ConfigurationError
 from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
 from airflow_cognito_iam.operators.api import CognitoIamApiOperator
+from tests.support.processes import run_released_together
 
 pytestmark = pytest.mark.integration
 
@@ -121,20 +120,8 @@ def test_8_processes_that_find_expired_tokens_spend_the_refresh_token_once(
     time.sleep(2)
     clear_memory_cache()
     stack.reset_stats()
-    processes = [
-        subprocess.Popen([sys.executable, "-c", REFRESHER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-        for _ in range(8)
-    ]
-    for process in processes:
-        assert process.stdout is not None
-        while (line := process.stdout.readline()) and line.strip() != "ready":
-            pass
-        assert line, process.stderr.read() if process.stderr else ""
-    outputs = [p.communicate(input="go\n", timeout=300) for p in processes]
-    for process, (_, err) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, err[-3000:]
-    ends = {next(x for x in out.splitlines() if x.startswith("tokens")) for out, _ in outputs}
+    outputs = run_released_together(REFRESHER, 8)
+    ends = {next(x for x in out.splitlines() if x.startswith("tokens")) for out in outputs}
     counted = calls(stack)
     assert counted.get("GetTokensFromRefreshToken") == 1, counted
     assert "InitiateAuth" not in counted, counted

@@ -17,12 +17,14 @@ import pytest
 
 from airflow_cognito_iam.auth.cache import clear_memory_cache
 from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
+from tests.support.processes import run_released_together
 
 pytestmark = pytest.mark.integration
 
 TASK = """
 import sys
 from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
+from tests.support.processes import run_released_together
 hook = CognitoIamHook()
 hook.get_credentials()  # every process holds the (now revoked) cached credentials...
 print("ready", flush=True)
@@ -40,20 +42,8 @@ def test_revoked_credentials_seen_by_8_processes_are_refreshed_once(cognito_iam_
     stack.expire_credentials()  # revoked server-side: every process still holds them locally
     clear_memory_cache()
     stack.reset_stats()
-    processes = [
-        subprocess.Popen([sys.executable, "-c", TASK], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-        for _ in range(8)
-    ]
-    for process in processes:
-        assert process.stdout is not None
-        while (line := process.stdout.readline()) and line.strip() != "ready":
-            pass
-        assert line, "a task process died before it was ready"
-    outputs = [p.communicate(input="go\n", timeout=300) for p in processes]
-    for process, (_, err) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, err[-3000:]
-    keys = {out.strip().splitlines()[-1] for out, _ in outputs}
+    outputs = run_released_together(TASK, 8)
+    keys = {out.strip().splitlines()[-1] for out in outputs}
     calls = stack.stats()["cognito"]
     assert len(keys) == 1, "every process ends on the one refreshed set of credentials"
     assert calls.get("GetCredentialsForIdentity") == 1, calls
@@ -77,6 +67,7 @@ def test_a_new_process_with_a_cached_identity_skips_get_id(cognito_iam_conn: Any
 
 SKEWED = """
 from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
+from tests.support.processes import run_released_together
 from airflow_cognito_iam.auth.errors import ClockSkewError
 try:
     CognitoIamHook().request("GET", "/whoami")
