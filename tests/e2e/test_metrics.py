@@ -70,6 +70,7 @@ def test_dags_test_emits_the_documented_metrics_to_statsd(
         if (match := _LINE.match(line)) and match["name"].startswith("airflow.cognito_iam."):
             seen[match["name"].removeprefix("airflow.")].append(float(match["value"]))
     assert seen, f"no cognito_iam metric arrived; got {listener.lines[:20]}"
+    print("\n".join(line for line in listener.lines if ".cognito_iam." in line))  # shown with -s, and on failure
     # One sign-in (SRP), one exchange, a miss in the empty cache, then requests timed.
     assert seen["cognito_iam.sign_in"] == [1.0]
     assert 0 < seen["cognito_iam.sign_in.duration"][0] < 30_000
