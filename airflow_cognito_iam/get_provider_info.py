@@ -266,6 +266,12 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_cognito_iam.sensors.api"],
             }
         ],
+        "triggers": [
+            {
+                "integration-name": "Amazon Cognito IAM",
+                "python-modules": ["airflow_cognito_iam.triggers.api"],
+            }
+        ],
         "connection-types": [
             {
                 "hook-class-name": "airflow_cognito_iam.hooks.cognito_iam.CognitoIamHook",

@@ -137,6 +137,17 @@ class RetryPolicy:
             reraise=True,
         )
 
+    def aretrying(self, classifier: Classifier, *, what: str = "request") -> tenacity.AsyncRetrying:
+        """The same policy for coroutines (the triggerer): sleeps with ``asyncio.sleep``."""
+        return tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(classifier),
+            wait=_JitterOrRetryAfter(self.initial, self.cap, self.max_seconds),
+            stop=tenacity.stop_after_attempt(self.max_attempts) | _StopBeforeBudget(self.max_seconds),
+            before_sleep=_log_retry(what, self.max_attempts),
+            retry_error_callback=_give_up(what, self),
+            reraise=True,
+        )
+
 
 def transient_cognito(policy: RetryPolicy | None = None, *, what: str = "Cognito call") -> tenacity.Retrying:
     """Retrying for boto3 Cognito calls: throttling, 5xx, connection resets and timeouts."""

@@ -234,29 +234,11 @@ class ApiTransport:
             if response.status_code not in REDIRECT_STATUSES or not location:
                 return response
             response.close()
-            target = urljoin(current, location)
-            here = describe_origin(origin_of(current))
-            try:
-                there = describe_origin(origin_of(target))
-            except CognitoIamError:
-                there = "an unparseable location"
-            if there != here:
-                raise ApiRefusalError(
-                    f"{method} {where} was redirected (HTTP {response.status_code}) to another host, {there}; not "
-                    f"followed: signed credentials and request headers stay with {here}",
-                    status_code=response.status_code,
-                )
+            target, next_method = redirect_target(method, where, current, hop_method, response.status_code, location)
             dropped = {"params"}  # the Location holds the query
-            if response.status_code == 303 and hop_method not in ("GET", "HEAD"):
-                # "See Other": the answer to a POST is fetched with GET, without the body.
-                hop_method = "GET"
+            if next_method != hop_method:  # 303 after a POST: fetched with GET, without the body
+                hop_method = next_method
                 dropped |= {"data", "json", "files"}
-            elif hop_method not in ("GET", "HEAD"):
-                raise ApiRefusalError(
-                    f"{method} {where} was redirected (HTTP {response.status_code}) to {loggable(target)}; only GET "
-                    "and HEAD redirects (and 303 See Other) are followed: a body is not re-sent to another URL",
-                    status_code=response.status_code,
-                )
             current = target
             hop_kwargs = {k: v for k, v in hop_kwargs.items() if k not in dropped}
             if "data" in dropped and hop_kwargs.get("headers"):
@@ -326,6 +308,37 @@ class ApiTransport:
             if len(value) >= 4:
                 text = text.replace(value, "***")
         return text[:500]
+
+
+def redirect_target(
+    method: str, where: str, current: str, hop_method: str, status: int, location: str
+) -> tuple[str, str]:
+    """Where a redirect may be followed, and with which method; ApiRefusalError when it may not.
+
+    Shared by the requests and the aiohttp transports: only the pinned origin, only GET/HEAD (and
+    303 See Other, fetched with GET), so a signature or a body never goes anywhere else.
+    """
+    target = urljoin(current, location)
+    here = describe_origin(origin_of(current))
+    try:
+        there = describe_origin(origin_of(target))
+    except CognitoIamError:
+        there = "an unparseable location"
+    if there != here:
+        raise ApiRefusalError(
+            f"{method} {where} was redirected (HTTP {status}) to another host, {there}; not "
+            f"followed: signed credentials and request headers stay with {here}",
+            status_code=status,
+        )
+    if status == 303 and hop_method not in ("GET", "HEAD"):
+        return target, "GET"
+    if hop_method not in ("GET", "HEAD"):
+        raise ApiRefusalError(
+            f"{method} {where} was redirected (HTTP {status}) to {loggable(target)}; only GET "
+            "and HEAD redirects (and 303 See Other) are followed: a body is not re-sent to another URL",
+            status_code=status,
+        )
+    return target, hop_method
 
 
 @dataclass(frozen=True)

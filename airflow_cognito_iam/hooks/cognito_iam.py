@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Iterable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -35,6 +35,11 @@ from airflow_cognito_iam.auth.settings import CognitoSettings
 from airflow_cognito_iam.auth.signing import BearerTokenAuth, CognitoSigV4Auth
 from airflow_cognito_iam.auth.transport import AUTH_MODES, ApiTransport, AuthMode
 from airflow_cognito_iam.hooks.connection_test import ConnValues, changes_note, connection_under_test
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+    from airflow_cognito_iam.auth.async_transport import AsyncApiTransport
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +96,8 @@ class CognitoIamHook(BaseHook):
     :param allowed_hosts: extra ``host[:port]`` names signed requests may go to, besides the
         connection's host and its ``allowed_hosts`` extra.
     :param retry_policy: overrides the connection's ``max_attempts``/``max_retry_seconds``.
+    :param connection: the Connection, already fetched (the triggerer fetches it with
+        ``aget_connection`` rather than block its event loop).
     """
 
     conn_name_attr = "cognito_iam_conn_id"
@@ -104,10 +111,12 @@ class CognitoIamHook(BaseHook):
         *,
         allowed_hosts: Iterable[str] = (),
         retry_policy: RetryPolicy | None = None,
+        connection: Connection | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.cognito_iam_conn_id = cognito_iam_conn_id
+        self._connection = connection
         self._extra_hosts = tuple(allowed_hosts)
         self._retry_policy = retry_policy
         self._sessions: dict[str, requests.Session] = {}
@@ -117,7 +126,7 @@ class CognitoIamHook(BaseHook):
     @cached_property
     def settings(self) -> CognitoSettings:
         """The validated connection (built once); ConfigurationError names every bad field."""
-        conn = self.get_connection(self.cognito_iam_conn_id)
+        conn = self._connection or self.get_connection(self.cognito_iam_conn_id)
         _mask(conn.password)
         extra = _parse_extra(conn.extra, self.cognito_iam_conn_id)
         if isinstance(extra, dict):
@@ -266,6 +275,13 @@ class CognitoIamHook(BaseHook):
             refresh=self._refresh,
             secrets=self.provider.known_secrets,
         )
+
+    @cached_property
+    def async_transport(self) -> AsyncApiTransport:
+        """The same rules on aiohttp, for triggers; shares this hook's credentials and pin."""
+        from airflow_cognito_iam.auth.async_transport import AsyncApiTransport
+
+        return AsyncApiTransport(self.transport, lambda mode: self.get_auth(mode=mode), verify=self.settings.verify)
 
     def request(
         self,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
-from airflow.sdk import Asset, AssetAlias, BaseOperator
+from airflow.sdk import Asset, AssetAlias, BaseOperator, conf
 from airflow.sdk.bases.decorator import determine_kwargs
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
@@ -45,6 +45,10 @@ from airflow_cognito_iam.formats import (
 )
 from airflow_cognito_iam.object_storage import NATIVE_SCHEMES, Destination, ObjectStorageSink, resolve
 from airflow_cognito_iam.storage import Sink, StorageError, open_sink, parse_destination
+from airflow_cognito_iam.triggers.api import dotted_path
+
+#: The default job check (``airflow_cognito_iam.checks.job_status``), by dotted path.
+DEFAULT_STATUS_CHECK = "airflow_cognito_iam.checks.job_status"
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -136,6 +140,11 @@ class CognitoIamApiOperator(BaseOperator):
     :param retry_non_idempotent: also repeat POST/PATCH after errors where the server may have
         received the request (only opt in when the API deduplicates).
     :param allowed_hosts: extra hosts signed requests may go to (e.g. a pagination link's host).
+    :param deferrable: async-job mode (see operators/deferrable.py): send the request once, read the
+        job id (``job_id_field``) from its answer, wait in the triggerer until ``status_endpoint``
+        (templated; ``{job_id}`` is replaced) passes ``status_check`` (a dotted path with JSON
+        ``status_check_kwargs``), then fetch the endpoint the check returns as a plain run would.
+    :param poll_interval: seconds between status polls; ``job_timeout``: seconds before giving up.
     """
 
     template_fields: Sequence[str] = (
@@ -148,6 +157,7 @@ class CognitoIamApiOperator(BaseOperator):
         "headers",
         "destination",
         "destination_conn_id",
+        "status_endpoint",
     )
     template_fields_renderers = {"query": "json", "json": "json", "headers": "json", "data": "py"}
     ui_color = "#ff9900"
@@ -177,6 +187,13 @@ class CognitoIamApiOperator(BaseOperator):
         max_retry_seconds: float = 60.0,
         retry_non_idempotent: bool = False,
         allowed_hosts: Collection[str] = (),
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        status_endpoint: str | None = None,
+        status_check: str | Callable[..., Any] = DEFAULT_STATUS_CHECK,
+        status_check_kwargs: Mapping[str, Any] | None = None,
+        job_id_field: str = "job_id",
+        poll_interval: float = 30.0,
+        job_timeout: float = 7200.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -198,6 +215,15 @@ class CognitoIamApiOperator(BaseOperator):
             problems.append(f"output_format={output_format!r} must be one of {list(OUTPUT_FORMATS)}")
         if compression not in (None, "gzip"):
             problems.append(f"compression={compression!r} must be 'gzip' or None")
+        if deferrable and status_endpoint:
+            job_numbers: dict[str, str] = {}
+            parse_number(poll_interval, "poll_interval", 0.01, 86400, job_numbers)
+            parse_number(job_timeout, "job_timeout", 1, 30 * 86400, job_numbers)
+            problems += [f"{name} {problem}" for name, problem in job_numbers.items()]
+            try:
+                dotted_path(status_check, "status_check")
+            except ValueError as exc:
+                problems.append(str(exc))
         if problems:
             raise ValueError(f"{type(self).__name__} {kwargs.get('task_id', '')!r}: " + "; ".join(problems))
         self.cognito_iam_conn_id = cognito_iam_conn_id
@@ -222,6 +248,14 @@ class CognitoIamApiOperator(BaseOperator):
         self.max_retry_seconds = max_retry_seconds
         self.retry_non_idempotent = retry_non_idempotent
         self.allowed_hosts = tuple(allowed_hosts)
+        # Without a status endpoint there is nothing to wait on: the request runs as usual.
+        self.deferrable = bool(deferrable and status_endpoint)
+        self.status_endpoint = status_endpoint
+        self.status_check = status_check
+        self.status_check_kwargs = dict(status_check_kwargs or {})
+        self.job_id_field = job_id_field
+        self.poll_interval = poll_interval
+        self.job_timeout = job_timeout
         self._active_sink: Sink | None = None
         self._active_response: requests.Response | None = None
 
@@ -240,15 +274,37 @@ class CognitoIamApiOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> Any:
+        if self.deferrable:
+            from airflow_cognito_iam.operators.deferrable import submit_and_defer
+
+            return self._classified(lambda: submit_and_defer(self, context))
+        return self._execute_now(context)
+
+    def execute_complete(
+        self, context: Context, event: Mapping[str, Any] | None = None, job_id: str | None = None
+    ) -> Any:
+        """Resumed after the triggerer saw the job finish: fetch and land the result."""
+        from airflow_cognito_iam.operators.deferrable import resume_job
+
+        return resume_job(self, context, event, job_id)
+
+    def _execute_now(self, context: Context) -> Any:
+        return self._classified(lambda: self._run(context))
+
+    def _run(self, context: Context) -> Any:
+        if self.destination:
+            _ = self._destination  # resolves and validates it (scheme, key, compression)
+        check_headers(self.headers)
+        # Resolves the connection and refuses a foreign host before any network call.
+        self.hook.url_for(self.endpoint)
+        if self.destination:
+            return self._to_destination(context, self._destination.uri)
+        return self._to_xcom(context)
+
+    def _classified(self, run: Callable[[], Any]) -> Any:
+        """Run ``run``; errors become fail-at-once or retryable task failures by their class."""
         try:
-            if self.destination:
-                _ = self._destination  # resolves and validates it (scheme, key, compression)
-            check_headers(self.headers)
-            # Resolves the connection and refuses a foreign host before any network call.
-            self.hook.url_for(self.endpoint)
-            if self.destination:
-                return self._to_destination(context, self._destination.uri)
-            return self._to_xcom(context)
+            return run()
         except _PERMANENT_ERRORS as exc:
             # Airflow's task retries cannot fix a bad connection, a refused role or a bad argument.
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.bases.decorator import determine_kwargs
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -25,6 +25,7 @@ from airflow_cognito_iam.auth.retry import RetryPolicy
 from airflow_cognito_iam.auth.settings import MAX_RETRY_SECONDS, parse_number
 from airflow_cognito_iam.auth.transport import AUTH_MODES, METHODS, AuthMode
 from airflow_cognito_iam.operators.api import is_broken_body_types
+from airflow_cognito_iam.triggers.api import dotted_path, load_callable, refuse_secret_headers
 
 #: A status document, read whole into memory for response_check.
 MAX_POKE_BODY_BYTES = 16 * 1024 * 1024
@@ -54,6 +55,10 @@ class CognitoIamApiSensor(BaseSensorOperator):
     :param max_attempts: attempts per poke for 429/502/503/504 and connection errors.
     :param max_retry_seconds: time budget of those attempts; a poke that still fails counts as "not yet".
     :param allowed_hosts: extra hosts signed requests may go to.
+    :param response_check_kwargs: extra keyword arguments for ``response_check`` (JSON values).
+    :param deferrable: wait in the triggerer instead of a worker slot (operators/deferrable.py).
+        ``response_check`` must then be importable there (a module function or its dotted path);
+        it gets the response and ``response_check_kwargs``, not the task context.
     """
 
     template_fields: Sequence[str] = ("cognito_iam_conn_id", "endpoint", "query", "headers")
@@ -68,11 +73,13 @@ class CognitoIamApiSensor(BaseSensorOperator):
         query: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         auth: AuthMode = "iam",
-        response_check: Callable[..., bool | PokeReturnValue] | None = None,
+        response_check: Callable[..., bool | PokeReturnValue] | str | None = None,
         not_ready_status_codes: Collection[int] = (404,),
         max_attempts: int = 3,
         max_retry_seconds: float = 30.0,
         allowed_hosts: Collection[str] = (),
+        response_check_kwargs: Mapping[str, Any] | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,6 +91,12 @@ class CognitoIamApiSensor(BaseSensorOperator):
             problems.append(f"auth={auth!r} must be one of {list(AUTH_MODES)}")
         if not isinstance(method, str) or method.upper() not in METHODS:
             problems.append(f"method={method!r} must be one of {sorted(METHODS)}")
+        if deferrable:
+            try:
+                dotted_path(response_check, "response_check")
+                refuse_secret_headers(headers)
+            except ValueError as exc:
+                problems.append(str(exc))
         if problems:
             raise ValueError(f"{type(self).__name__} {kwargs.get('task_id', '')!r}: " + "; ".join(problems))
         self.endpoint = endpoint
@@ -97,6 +110,8 @@ class CognitoIamApiSensor(BaseSensorOperator):
         self.max_attempts = int(max_attempts)
         self.max_retry_seconds = max_retry_seconds
         self.allowed_hosts = tuple(allowed_hosts)
+        self.response_check_kwargs = dict(response_check_kwargs or {})
+        self.deferrable = deferrable
 
     @cached_property
     def hook(self) -> CognitoIamHook:
@@ -108,6 +123,25 @@ class CognitoIamApiSensor(BaseSensorOperator):
             allowed_hosts=self.allowed_hosts,
             retry_policy=RetryPolicy(max_attempts=self.max_attempts, max_seconds=self.max_retry_seconds),
         )
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        from airflow_cognito_iam.operators.deferrable import defer_sensor
+
+        try:
+            defer_sensor(self, context)
+        except ValueError as exc:
+            raise AirflowFailException(f"{type(self).__name__}: {exc}") from exc
+        return None  # not reached: defer raises TaskDeferred
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
+        """Resumed after the triggerer saw the condition hold: the check's value, or a summary, to XCom."""
+        from airflow_cognito_iam.operators.deferrable import finish_wait, sensor_result
+
+        done = finish_wait(event, f"{self.method} {urlsplit(self.endpoint).path}", soft_fail=self.soft_fail)
+        self.log.info("Condition met after %s poll(s) in the triggerer", done.get("polls"))
+        return sensor_result(done)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         try:
@@ -144,8 +178,11 @@ class CognitoIamApiSensor(BaseSensorOperator):
             return False
         if self.response_check is None:
             return _is_success(response)
-        kwargs = determine_kwargs(self.response_check, [response], context)
-        return self.response_check(response, **kwargs)
+        check = self.response_check
+        if isinstance(check, str):
+            check = load_callable(check, "response_check")
+        kwargs = {**determine_kwargs(check, [response], context), **self.response_check_kwargs}
+        return check(response, **kwargs)
 
 
 def _is_success(response: requests.Response) -> bool:
