@@ -291,6 +291,8 @@ class ApiApp:
 
         if path == "/_stats" and method == "GET":
             return self._send(start_response, _Response(200, self._stats_snapshot()))
+        if (method, path) == ("POST", "/_control/jobs-done"):
+            return self._send(start_response, _Response(200, {"finished": self.finish_jobs()}))
         if path.startswith("/_control/") and self._control is not None:
             try:
                 answer = _control(self._control, method, path, body)
@@ -554,6 +556,13 @@ class ApiApp:
         with self._jobs_lock:
             self._jobs[job.job_id] = job
         return _Response(202, {"job_id": job.job_id, "status": "pending"})
+
+    def finish_jobs(self) -> int:
+        """Make every job created so far done at its next poll (tests that wait on many jobs)."""
+        with self._jobs_lock:
+            for job in self._jobs.values():
+                job.polls_until_done, job.seconds_until_done = 0, 0.0
+            return len(self._jobs)
 
     def _poll_job(self, job_id: str) -> _Response:
         with self._jobs_lock:

@@ -181,6 +181,7 @@ class CognitoIamApiTrigger(BaseTrigger):
     ) -> dict[str, Any] | None:
         """One poll: the event's fields when the wait is over, None for "not yet"."""
         where = f"{self.method} {_path(url)}"
+        started = time.monotonic()
         try:
             response = await hook.async_transport.send(
                 self.method,
@@ -211,7 +212,8 @@ class CognitoIamApiTrigger(BaseTrigger):
             return {"status": "failed", "message": f"response_check raised {type(exc).__name__}: {exc}"}
         done, value = _verdict(verdict)
         if not done:
-            self.log.info("%s: HTTP %d, not done yet", where, response.status_code)
+            elapsed = (time.monotonic() - started) * 1000
+            self.log.info("%s: HTTP %d, not done yet (%.1f ms)", where, response.status_code, elapsed)
             return None
         return {"status": "success", "xcom_value": value, "status_code": response.status_code, **_body_of(response)}
 

@@ -502,6 +502,53 @@ class Cluster:
             counts[str(ti["state"])] = counts.get(str(ti["state"]), 0) + 1
         return counts
 
+    def trigger_run(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
+        """POST a manual DAG run (the UI's Trigger button); returns its run id."""
+        body = {"logical_date": None, "conf": dict(conf or {})}
+        response = self.api("POST", f"/dags/{dag_id}/dagRuns", json=body)
+        if response.status_code != 200:
+            raise ClusterError(f"could not trigger {dag_id}: HTTP {response.status_code} {response.text[:300]}")
+        run_id: str = response.json()["dag_run_id"]
+        return run_id
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one component and its children (a crash: no cleanup, no goodbye)."""
+        process = self._processes.pop(name)
+        for proc in _existing([process.pid]):
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        process.wait(STOP_TIMEOUT)
+
+    def respawn(self, name: str) -> None:
+        """Start a killed Airflow component again, with the same command line and environment."""
+        if name == "triggerer":
+            log = self.logs / f"{name}.log"
+            if log.exists():
+                log.rename(self.logs / f"{name}.before-{int(time.time())}.log")
+            self._spawn(name, ["triggerer"])
+        else:
+            raise ClusterError(f"respawn knows only the triggerer, not {name}")
+
+    def finish_jobs(self) -> None:
+        """Make the devstack's async jobs done at their next poll."""
+        requests.post(f"{self.devstack['api_url']}/_control/jobs-done", timeout=30).raise_for_status()
+
+    def sql(self, statement: str) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query on the metadata database."""
+        import psycopg2
+
+        base = POSTGRES_URL.rsplit("/", 1)[0]
+        connection = psycopg2.connect(f"{base}/{self.database}", connect_timeout=10)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+                return list(cursor.fetchall())
+        finally:
+            connection.close()
+
     def devstack_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = requests.get(f"{self.devstack['api_url']}/_stats", timeout=30).json()
         return stats

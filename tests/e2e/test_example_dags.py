@@ -6,7 +6,6 @@ what the stack observed: the routes called, the objects written, the Cognito cal
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -71,22 +70,3 @@ def test_identity_boto3_dag_reads_the_newest_object_as_the_identity(
     stats = stack.stats()
     assert stats["cognito"]["GetCredentialsForIdentity"] == 1, "the session is the Cognito identity's"
     assert stats["s3"]["GET"] >= 2  # list + get
-
-
-def test_async_export_dag_streams_the_finished_job_to_s3(
-    cognito_iam_conn: DevStack, airflow_env: dict[str, str], airflow_cli: Any
-) -> None:
-    stack = cognito_iam_conn
-    # polls=0: the devstack finishes the job at the first poke, so the sensor does not reschedule
-    # (a reschedule waits poke_interval, 30 s, in `dags test` too).
-    _run(stack, airflow_env, airflow_cli, "cognito_iam_async_export", "--conf", json.dumps({"polls": 0}))
-
-    obj = stack.s3_client().get_object(Bucket=stack.bucket, Key=f"exports/dt={DS}/export.jsonl")
-    body = obj["Body"].read()
-    assert len(body) == 1024 * 1024
-    lines = body.splitlines()
-    assert [json.loads(line)["seq"] for line in lines] == list(range(len(lines)))
-    routes = stack.stats()["api"]["routes"]
-    assert routes["POST /jobs"] == {"202": 1}
-    assert routes["GET /jobs/{id}"] == {"200": 1}
-    assert routes["GET /export"] == {"200": 1}

@@ -16,7 +16,6 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 from airflow_cognito_iam.operators.api import CognitoIamApiOperator
-from airflow_cognito_iam.sensors.api import CognitoIamApiSensor
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
@@ -129,13 +128,13 @@ def test_mapped_dag_expands_over_endpoints(dagbag: DagBag) -> None:
     assert pulls[0].downstream_task_ids, "a transform task reads the mapped results"
 
 
-def test_async_export_waits_in_reschedule_mode(dagbag: DagBag) -> None:
+def test_async_export_waits_in_the_triggerer(dagbag: DagBag) -> None:
     dag = dagbag.dags["cognito_iam_async_export"]
-    sensors = [t for t in dag.tasks if isinstance(t, CognitoIamApiSensor)]
-    assert len(sensors) == 1
-    assert sensors[0].mode == "reschedule"
-    assert sensors[0].upstream_task_ids
-    assert sensors[0].downstream_task_ids
+    (export,) = dag.tasks
+    assert isinstance(export, CognitoIamApiOperator)
+    assert export.deferrable
+    assert export.method == "POST"
+    assert export.status_endpoint == "/jobs/{job_id}"
 
 
 def test_bearer_dag_calls_with_the_id_token(dagbag: DagBag) -> None:

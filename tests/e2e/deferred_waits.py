@@ -1,0 +1,72 @@
+"""Many deferred waits on a real cluster: shared by tests/e2e/test_deferrable_airflow.py and
+benchmarks/deferred_waits.py, so the benchmark's figures are the test's."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from typing import Any
+
+from tests.e2e.cluster import Cluster, ClusterError
+
+_POLL_MS = re.compile(r"HTTP \d+, not done yet \((\d+(?:\.\d+)?) ms\)")
+
+
+def task_states(cluster: Cluster, dag_id: str, run_id: str, task_id: str | None = None) -> dict[str, int]:
+    """``{state: count}`` of one run's task instances (mapped ones each count)."""
+    body = cluster.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}).json()
+    counts: dict[str, int] = {}
+    for ti in body.get("task_instances", []):
+        if task_id is None or ti["task_id"] == task_id:
+            counts[str(ti["state"])] = counts.get(str(ti["state"]), 0) + 1
+    return counts
+
+
+def wait_for_states(
+    cluster: Cluster,
+    dag_id: str,
+    run_id: str,
+    wanted: dict[str, int],
+    *,
+    task_id: str | None = None,
+    timeout: float = 600,
+) -> dict[str, int]:
+    """Wait until the run's task instances are in exactly ``wanted`` states; returns them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = task_states(cluster, dag_id, run_id, task_id)
+        if states == wanted:
+            return states
+        if "failed" in states or time.monotonic() > deadline:
+            raise ClusterError(f"{dag_id} {run_id}: wanted {wanted}, have {states}; see {cluster.logs}")
+        time.sleep(2)
+
+
+def trigger_rows(cluster: Cluster) -> list[str]:
+    """The stored kwargs of every trigger row, as the database holds them."""
+    return [str(row[0]) for row in cluster.sql("SELECT kwargs FROM trigger")]
+
+
+def run_deferred_waits(cluster: Cluster, sensors: int = 100) -> dict[str, Any]:
+    """Defer ``sensors`` sensors on one connection, release their jobs, measure what it cost."""
+    cluster.reset_devstack()
+    cluster.clear_credential_caches()
+    run_id = cluster.trigger_run("cognito_iam_deferred_waits", {"jobs": sensors})
+    wait_for_states(cluster, "cognito_iam_deferred_waits", run_id, {"deferred": sensors}, task_id="wait", timeout=900)
+    # Every wait is in the triggerer now: how many worker slots do they hold?
+    held = task_states(cluster, "cognito_iam_deferred_waits", run_id, "wait").get("running", 0)
+    time.sleep(5)  # a couple of poll rounds while deferred
+    cluster.finish_jobs()
+    wait_for_states(cluster, "cognito_iam_deferred_waits", run_id, {"success": sensors}, task_id="wait", timeout=900)
+    stats = cluster.devstack_stats()
+    polls = [float(ms) for ms in _POLL_MS.findall(cluster.logs_text())]
+    return {
+        "sensors": sensors,
+        "completed": task_states(cluster, "cognito_iam_deferred_waits", run_id, "wait").get("success", 0),
+        "worker_slots_held": held,
+        "signins": stats["cognito"].get("InitiateAuth", 0),
+        "exchanges": stats["cognito"].get("GetCredentialsForIdentity", 0),
+        "polls": sum(stats["api"]["routes"].get("GET /jobs/{id}", {}).values()),
+        "poll_p95_ms": round(statistics.quantiles(polls, n=20)[-1], 1) if len(polls) >= 20 else None,
+    }

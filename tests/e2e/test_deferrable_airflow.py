@@ -1,0 +1,203 @@
+"""Deferrable mode in real Airflow: ``airflow dags test`` and a real triggerer on a Celery cluster.
+
+* ``dags test`` of the async-export example: the task is seen ``deferred`` in the metadata database,
+  the stored trigger row holds no secret, then the export lands in S3 after one POST.
+* A CeleryExecutor cluster with ``airflow triggerer``: the triggerer is killed mid-wait and started
+  again; the wait resumes and the devstack saw exactly one POST. 100 deferred sensors on one
+  connection share one sign-in, hold no worker slot while they wait, and all complete
+  (``benchmarks/deferred_waits.py`` prints the same figures).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_cognito_iam.devstack import DevStack
+from tests.e2e.cluster import Cluster
+from tests.e2e.conftest import BIN, ROOT
+from tests.e2e.deferred_waits import run_deferred_waits, trigger_rows, wait_for_states
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+DS = "2026-03-14"
+
+
+class DatabaseWatch:
+    """Samples task states and trigger rows of a SQLite metadata database while a command runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.states: set[str] = set()
+        self.trigger_kwargs: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> DatabaseWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1) as db:
+                    for (state,) in db.execute("SELECT state FROM task_instance WHERE task_id = 'export'"):
+                        self.states.add(str(state))
+                    for (kwargs,) in db.execute("SELECT kwargs FROM trigger"):
+                        if kwargs not in self.trigger_kwargs:
+                            self.trigger_kwargs.append(str(kwargs))
+            except sqlite3.Error:
+                pass
+            time.sleep(0.2)
+
+
+def test_dags_test_defers_the_export_then_lands_it(
+    cognito_iam_conn: DevStack, airflow_env: dict[str, str], airflow_cli: Any
+) -> None:
+    stack = cognito_iam_conn
+    env = {
+        **airflow_env,
+        **stack.env(),
+        "AIRFLOW_VAR_COGNITO_IAM_BUCKET": stack.bucket,
+        "AIRFLOW_VAR_COGNITO_IAM_S3_ENDPOINT_URL": stack.moto_endpoint_url,
+        "AIRFLOW_COGNITO_IAM_CACHE_DIR": os.environ["AIRFLOW_COGNITO_IAM_CACHE_DIR"],
+    }
+    database = Path(airflow_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+    conf = json.dumps({"polls": 1, "seconds": 3})
+    with DatabaseWatch(database) as watch:
+        result = airflow_cli(["dags", "test", "cognito_iam_async_export", DS, "--conf", conf], env)
+    output = result.stdout + result.stderr
+
+    assert "deferred" in watch.states, watch.states
+    assert "success" in watch.states
+    assert "running trigger in line" in output
+    assert watch.trigger_kwargs, "the trigger was stored in the metadata database"
+    stored = "\n".join(watch.trigger_kwargs)
+    assert "cognito_iam_default" in stored  # readable: what is there is what anyone with DB access sees
+    for secret in secrets_of(stack):
+        assert secret not in stored
+        assert secret not in output
+
+    routes = stack.stats()["api"]["routes"]
+    assert routes["POST /jobs"] == {"202": 1}
+    assert routes["GET /jobs/{id}"]["200"] >= 2
+    assert routes["GET /export"] == {"200": 1}
+    body = stack.s3_client().get_object(Bucket=stack.bucket, Key=f"exports/dt={DS}/export.jsonl")["Body"].read()
+    assert len(body) == 1024 * 1024
+
+
+def test_dags_test_of_a_failing_job_fails_with_the_reason(
+    cognito_iam_conn: DevStack, airflow_env: dict[str, str]
+) -> None:
+    stack = cognito_iam_conn
+    env = {
+        **airflow_env,
+        **stack.env(),
+        "AIRFLOW_VAR_COGNITO_IAM_BUCKET": stack.bucket,
+        "AIRFLOW_COGNITO_IAM_CACHE_DIR": os.environ["AIRFLOW_COGNITO_IAM_CACHE_DIR"],
+    }
+    conf = json.dumps({"polls": 0, "fail": True})
+    result = subprocess.run(
+        [str(BIN / "airflow"), "dags", "test", "cognito_iam_async_export", DS, "--conf", conf],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert "JobFailedError" in output
+    assert "job failed as requested" in output
+    assert stack.stats()["api"]["routes"]["POST /jobs"] == {"202": 1}
+    assert "GET /export" not in stack.stats()["api"]["routes"]
+
+
+def secrets_of(stack: DevStack) -> list[str]:
+    from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
+
+    hook = CognitoIamHook()  # the run's credentials, from the shared cache it left
+    creds, tokens = hook.get_credentials(), hook.get_tokens()
+    return [stack.password, stack.client_secret, creds.secret_key, creds.token, tokens.id_token]
+
+
+# -- a real triggerer ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    workdir = tmp_path_factory.mktemp("deferrable-cluster")
+    dags = workdir / "dags"
+    dags.mkdir()
+    for name in ("cognito_iam_async_export.py",):
+        (dags / name).write_text((ROOT / "dags" / name).read_text())
+    (dags / "cognito_iam_deferred_waits.py").write_text((ROOT / "tests" / "e2e" / "dag_deferred_waits.py").read_text())
+    env = {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        # A killed triggerer's triggers go to the next one after this long without a heartbeat.
+        "AIRFLOW__SCHEDULER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+        "AIRFLOW__CORE__PARALLELISM": "64",
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "200",
+    }
+    with Cluster(workdir, workers=1, worker_concurrency=4, triggerer=True, env=env) as running:
+        running.set_connection("cognito_iam_default", running.cognito_connection(credential_cache="redis"))
+        for dag_id in ("cognito_iam_async_export", "cognito_iam_deferred_waits"):
+            running.wait_for_dag(dag_id)
+            running.unpause(dag_id)
+        yield running
+    assert not running.leftovers()
+
+
+def test_a_triggerer_restarted_mid_wait_resumes_without_a_second_post(cluster: Cluster) -> None:
+    cluster.reset_devstack()
+    run_id = cluster.trigger_run("cognito_iam_async_export", {"polls": 1000, "seconds": 0})
+    wait_for_states(cluster, "cognito_iam_async_export", run_id, {"deferred": 1}, timeout=300)
+    rows = trigger_rows(cluster)
+    assert len(rows) == 1
+    assert "job_id" in rows[0]
+    for secret in (cluster.devstack["password"], cluster.devstack["client_secret"]):
+        assert secret not in rows[0]
+
+    cluster.kill("triggerer")  # SIGKILL: no goodbye, its triggers are orphaned
+    polls_before = _polls(cluster)
+    time.sleep(3)
+    assert _polls(cluster) == polls_before, "nothing polls while the triggerer is down"
+    cluster.respawn("triggerer")
+    deadline = time.monotonic() + 120
+    while _polls(cluster) <= polls_before:  # the new triggerer picked the trigger up
+        assert time.monotonic() < deadline, "the restarted triggerer never polled"
+        time.sleep(1)
+    requests_post = cluster.devstack_stats()["api"]["routes"]["POST /jobs"]
+    cluster.finish_jobs()
+
+    states = wait_for_states(cluster, "cognito_iam_async_export", run_id, {"success": 1}, timeout=300)
+    assert states == {"success": 1}
+    routes = cluster.devstack_stats()["api"]["routes"]
+    assert requests_post == {"202": 1}
+    assert routes["POST /jobs"] == {"202": 1}, "the job was submitted exactly once"
+    assert routes["GET /export"] == {"200": 1}
+
+
+def test_a_hundred_deferred_sensors_share_one_sign_in(cluster: Cluster) -> None:
+    figures = run_deferred_waits(cluster, sensors=100)
+    assert figures["completed"] == 100
+    assert figures["worker_slots_held"] == 0
+    assert figures["signins"] == 1
+
+
+def _polls(cluster: Cluster) -> int:
+    return sum(cluster.devstack_stats()["api"]["routes"].get("GET /jobs/{id}", {}).values())
