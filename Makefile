@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint unit demo airflow bench clean
+.PHONY: install test lint unit demo airflow bench bench-cluster clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ bench: install
 	$(BIN)/python benchmarks/bench_cache.py
 	$(BIN)/python benchmarks/bench_stream_s3.py
 	$(BIN)/python benchmarks/upload_memory.py
+
+# Ratios on a real CeleryExecutor cluster (PostgreSQL, Redis, scheduler, workers, triggerer): minutes each.
+bench-cluster: install
+	$(BIN)/python benchmarks/backfill_signins.py
+	$(BIN)/python benchmarks/deferred_waits.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

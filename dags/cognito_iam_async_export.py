@@ -12,7 +12,7 @@ Many data APIs export asynchronously: ``POST /jobs`` answers at once with a job 
    trigger, which only polls: the job is never submitted twice. A job that reports ``failed``
    fails the task with the API's reason; a transient outage while polling is waited out;
 3. when the job is ``done``, the task resumes on a worker and streams ``result_path`` to
-   ``s3://<bucket>/exports/dt=<ds>/export.jsonl`` (multipart; the object appears only when
+   ``s3://<bucket>/exports/dt=<day>/export.jsonl`` (multipart; the object appears only when
    complete, a re-run replaces it).
 
 The status check is ``airflow_cognito_iam.checks.job_status`` (``status``/``result_path`` fields,
@@ -34,6 +34,8 @@ from airflow.sdk import DAG, Param
 from airflow_cognito_iam.operators.api import CognitoIamApiOperator
 
 BUCKET = "{{ params.bucket or var.value.get('cognito_iam_bucket', 'cognito-iam-example') }}"
+# A run triggered from the UI or REST may have no logical date (Airflow 3): then the day it ran.
+DAY = "{{ (logical_date or dag_run.run_after) | ds }}"
 
 with DAG(
     dag_id="cognito_iam_async_export",
@@ -62,6 +64,6 @@ with DAG(
         status_endpoint="/jobs/{job_id}",
         poll_interval=5,
         job_timeout=2 * 3600,
-        destination=f"s3://{BUCKET}/exports/dt={{{{ ds }}}}/export.jsonl",
+        destination=f"s3://{BUCKET}/exports/dt={DAY}/export.jsonl",
         aws_conn_id="aws_default",
     )

@@ -11,7 +11,7 @@ default). For bigger payloads give the mapped operator a ``destination`` instead
 cognito_iam_orders_daily).
 
 Settings: the endpoints are the ``endpoints`` param (a list of paths on the connection's API);
-the records are those of the logical date (``{{ ds }}``). Triggered manually (no schedule).
+the records are those of the logical date (the day it ran when triggered without one). Triggered manually (no schedule).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ with DAG(
     pulled = CognitoIamApiOperator.partial(
         task_id="pull",
         cognito_iam_conn_id="cognito_iam_default",
-        query={"date": "{{ ds }}", "limit": 20},
+        query={"date": "{{ (logical_date or dag_run.run_after) | ds }}", "limit": 20},
     ).expand(endpoint=paths)
 
     @task

@@ -6,11 +6,41 @@ from __future__ import annotations
 import re
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
-from tests.e2e.cluster import Cluster, ClusterError
+from tests.e2e.cluster import ROOT, Cluster, ClusterError
 
 _POLL_MS = re.compile(r"HTTP \d+, not done yet \((\d+(?:\.\d+)?) ms\)")
+
+
+def deferrable_cluster(workdir: Path) -> Cluster:
+    """A CeleryExecutor cluster with a triggerer, the async-export and the deferred-waits DAGs.
+
+    ``cognito_iam_default`` uses the Redis cache, as docker-compose does, so the worker that
+    submits and the triggerer that waits share one identity. Not started: use it as a context.
+    """
+    dags = workdir / "dags"
+    dags.mkdir(parents=True, exist_ok=True)
+    (dags / "cognito_iam_async_export.py").write_text((ROOT / "dags" / "cognito_iam_async_export.py").read_text())
+    (dags / "cognito_iam_deferred_waits.py").write_text((ROOT / "tests" / "e2e" / "dag_deferred_waits.py").read_text())
+    env = {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        # A killed triggerer's triggers go to the next one after this long without a heartbeat.
+        "AIRFLOW__SCHEDULER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+        "AIRFLOW__CORE__PARALLELISM": "64",
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "200",
+    }
+    return Cluster(workdir, workers=1, worker_concurrency=4, triggerer=True, env=env)
+
+
+def prepare(cluster: Cluster) -> None:
+    """Store the connection (Redis cache) and unpause both DAGs."""
+    cluster.set_connection("cognito_iam_default", cluster.cognito_connection(credential_cache="redis"))
+    for dag_id in ("cognito_iam_async_export", "cognito_iam_deferred_waits"):
+        cluster.wait_for_dag(dag_id)
+        cluster.unpause(dag_id)
 
 
 def task_states(cluster: Cluster, dag_id: str, run_id: str, task_id: str | None = None) -> dict[str, int]:

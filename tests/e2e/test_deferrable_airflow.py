@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import threading
@@ -25,7 +26,7 @@ import pytest
 from airflow_cognito_iam.devstack import DevStack
 from tests.e2e.cluster import Cluster
 from tests.e2e.conftest import BIN, ROOT
-from tests.e2e.deferred_waits import run_deferred_waits, trigger_rows, wait_for_states
+from tests.e2e.deferred_waits import deferrable_cluster, prepare, run_deferred_waits, trigger_rows, wait_for_states
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -138,26 +139,12 @@ def secrets_of(stack: DevStack) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    workdir = tmp_path_factory.mktemp("deferrable-cluster")
-    dags = workdir / "dags"
-    dags.mkdir()
-    for name in ("cognito_iam_async_export.py",):
-        (dags / name).write_text((ROOT / "dags" / name).read_text())
-    (dags / "cognito_iam_deferred_waits.py").write_text((ROOT / "tests" / "e2e" / "dag_deferred_waits.py").read_text())
-    env = {
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        # A killed triggerer's triggers go to the next one after this long without a heartbeat.
-        "AIRFLOW__SCHEDULER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
-        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
-        "AIRFLOW__CORE__PARALLELISM": "64",
-        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "200",
-    }
-    with Cluster(workdir, workers=1, worker_concurrency=4, triggerer=True, env=env) as running:
-        running.set_connection("cognito_iam_default", running.cognito_connection(credential_cache="redis"))
-        for dag_id in ("cognito_iam_async_export", "cognito_iam_deferred_waits"):
-            running.wait_for_dag(dag_id)
-            running.unpause(dag_id)
+def cluster() -> Iterator[Cluster]:
+    # Outside pytest's rotating temporary folders: a failure's logs stay until the next run.
+    workdir = ROOT / ".local" / "e2e-deferrable"
+    shutil.rmtree(workdir, ignore_errors=True)
+    with deferrable_cluster(workdir) as running:
+        prepare(running)
         yield running
     assert not running.leftovers()
 
