@@ -35,7 +35,7 @@ from airflow_cognito_iam.operators.api import CognitoIamApiOperator
 
 BUCKET = "{{ params.bucket or var.value.get('cognito_iam_bucket', 'cognito-iam-example') }}"
 # A run triggered from the UI or REST may have no logical date (Airflow 3): then the day it ran.
-DAY = "{{ (logical_date or dag_run.run_after) | ds }}"
+DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 
 with DAG(
     dag_id="cognito_iam_async_export",

@@ -46,7 +46,7 @@ with DAG(
     pulled = CognitoIamApiOperator.partial(
         task_id="pull",
         cognito_iam_conn_id="cognito_iam_default",
-        query={"date": "{{ (logical_date or dag_run.run_after) | ds }}", "limit": 20},
+        query={"date": "{{ (dag_run.logical_date or dag_run.run_after) | ds }}", "limit": 20},
     ).expand(endpoint=paths)
 
     @task

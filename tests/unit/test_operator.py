@@ -68,6 +68,7 @@ def test_template_fields_are_the_documented_ones_and_avoid_reserved_names() -> N
         "headers",
         "destination",
         "destination_conn_id",
+        "status_endpoint",
     }
     op = CognitoIamApiOperator(task_id="t", endpoint="/x", query={"a": 1})
     # BaseOperator's own `params` (DAG params) and `output` (XComArg) must keep their meaning.
