@@ -16,7 +16,9 @@ from urllib.parse import quote
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
-from airflow_cognito_iam.triggers.api import CognitoIamApiTrigger, dotted_path, refuse_secret_headers
+from airflow_cognito_iam.triggers.api import CognitoIamApiTrigger, dotted_path, refuse_secret_headers, result_of
+
+__all__ = ["defer_sensor", "finish_wait", "result_of", "resume_job", "submit_and_defer"]
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -47,6 +49,7 @@ def defer_sensor(sensor: CognitoIamApiSensor, context: Context) -> None:
         max_attempts=sensor.max_attempts,
         max_retry_seconds=float(sensor.max_retry_seconds),
         allowed_hosts=list(sensor.allowed_hosts),
+        end_from_trigger=sensor.end_from_trigger,
     )
     sensor.defer(
         trigger=trigger,
@@ -68,14 +71,6 @@ def finish_wait(event: Mapping[str, Any] | None, what: str, *, soft_fail: bool =
             raise AirflowSkipException(message)
         raise AirflowSensorTimeout(message)
     raise AirflowFailException(f"{what}: {event.get('message', 'failed')}")
-
-
-def sensor_result(event: Mapping[str, Any]) -> Any:
-    """What the sensor returns to XCom: the check's value, else a summary of the final response."""
-    if event.get("xcom_value") is not None:
-        return event["xcom_value"]
-    summary = {key: event[key] for key in ("status_code", "polls", "body", "body_bytes") if key in event}
-    return summary
 
 
 # -- the operator's async-job pattern -----------------------------------------------------------

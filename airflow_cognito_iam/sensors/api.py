@@ -59,6 +59,8 @@ class CognitoIamApiSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer instead of a worker slot (operators/deferrable.py).
         ``response_check`` must then be importable there (a module function or its dotted path);
         it gets the response and ``response_check_kwargs``, not the task context.
+    :param end_from_trigger: with ``deferrable``, a met condition ends the task in the triggerer
+        (its result pushed to XCom there) instead of resuming it on a worker.
     """
 
     template_fields: Sequence[str] = ("cognito_iam_conn_id", "endpoint", "query", "headers")
@@ -80,6 +82,7 @@ class CognitoIamApiSensor(BaseSensorOperator):
         allowed_hosts: Collection[str] = (),
         response_check_kwargs: Mapping[str, Any] | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        end_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -112,6 +115,7 @@ class CognitoIamApiSensor(BaseSensorOperator):
         self.allowed_hosts = tuple(allowed_hosts)
         self.response_check_kwargs = dict(response_check_kwargs or {})
         self.deferrable = deferrable
+        self.end_from_trigger = end_from_trigger
 
     @cached_property
     def hook(self) -> CognitoIamHook:
@@ -137,11 +141,11 @@ class CognitoIamApiSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
         """Resumed after the triggerer saw the condition hold: the check's value, or a summary, to XCom."""
-        from airflow_cognito_iam.operators.deferrable import finish_wait, sensor_result
+        from airflow_cognito_iam.operators.deferrable import finish_wait, result_of
 
         done = finish_wait(event, f"{self.method} {urlsplit(self.endpoint).path}", soft_fail=self.soft_fail)
         self.log.info("Condition met after %s poll(s) in the triggerer", done.get("polls"))
-        return sensor_result(done)
+        return result_of(done)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         try:

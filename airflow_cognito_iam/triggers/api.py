@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_cognito_iam.auth.bodies import BodyTooLargeError
 from airflow_cognito_iam.auth.errors import (
@@ -92,7 +92,8 @@ class CognitoIamApiTrigger(BaseTrigger):
     Fires ``{"status": "success", ...}`` (with the check's XCom value), ``{"status": "failed"}``
     for a refusal, a bad connection or a check that raised, or ``{"status": "timeout"}`` at
     ``end_at`` (epoch seconds). A transient failure that outlasts one poll's retries counts as
-    "not yet", as in poke mode.
+    "not yet", as in poke mode. With ``end_from_trigger`` a success ends the task here
+    (``TaskSuccessEvent`` with the result as its XCom): no worker slot is taken to resume it.
     """
 
     def __init__(
@@ -113,6 +114,7 @@ class CognitoIamApiTrigger(BaseTrigger):
         max_retry_seconds: float = 30.0,
         allowed_hosts: Sequence[str] = (),
         job_id: str | None = None,
+        end_from_trigger: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.cognito_iam_conn_id = cognito_iam_conn_id
@@ -130,6 +132,7 @@ class CognitoIamApiTrigger(BaseTrigger):
         self.max_retry_seconds = float(max_retry_seconds)
         self.allowed_hosts = list(allowed_hosts)
         self.job_id = job_id
+        self.end_from_trigger = bool(end_from_trigger)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -150,6 +153,7 @@ class CognitoIamApiTrigger(BaseTrigger):
                 "max_retry_seconds": self.max_retry_seconds,
                 "allowed_hosts": self.allowed_hosts,
                 "job_id": self.job_id,
+                "end_from_trigger": self.end_from_trigger,
             },
         )
 
@@ -174,6 +178,10 @@ class CognitoIamApiTrigger(BaseTrigger):
                     event = self._event("timeout", polls, message=f"not done after {polls} poll(s)")
                     break
                 await asyncio.sleep(self.poke_interval)
+        if self.end_from_trigger and event.payload.get("status") == "success":
+            # Ends the task in the triggerer; failures and timeouts still resume it to raise.
+            yield TaskSuccessEvent(xcoms={"return_value": result_of(event.payload)})
+            return
         yield event
 
     async def _poll(
@@ -239,6 +247,13 @@ async def shared_hook(conn_id: str, allowed_hosts: tuple[str, ...]) -> CognitoIa
         hook = _HOOKS.setdefault(key, CognitoIamHook(conn_id, allowed_hosts=allowed_hosts, connection=conn))
     await asyncio.to_thread(lambda: hook.pin)
     return hook
+
+
+def result_of(event: Mapping[str, Any]) -> Any:
+    """What a finished wait returns to XCom: the check's value, else a summary of the final response."""
+    if event.get("xcom_value") is not None:
+        return event["xcom_value"]
+    return {key: event[key] for key in ("status_code", "polls", "body", "body_bytes") if key in event}
 
 
 def _verdict(value: Any) -> tuple[bool, Any]:

@@ -1,7 +1,8 @@
 """Test DAG (copied into the cluster's dags folder): N async jobs, one deferrable sensor per job.
 
 ``submit`` creates the jobs with signed POSTs (one task, one sign-in, stored in the Redis cache);
-``wait`` is mapped over them in deferrable mode, so every wait sits in the triggerer.
+``wait`` is mapped over them in deferrable mode, so every wait sits in the triggerer, and ends
+there (``end_from_trigger``) with its result in XCom.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ with DAG(
         task_id="wait",
         response_check="airflow_cognito_iam.checks.job_status",
         deferrable=True,
+        end_from_trigger=True,  # done is done: the triggerer ends each task, no worker resumes it
         poke_interval=2,
         timeout=1800,
     ).expand(endpoint=submit())

@@ -45,12 +45,18 @@ def prepare(cluster: Cluster) -> None:
 
 def task_states(cluster: Cluster, dag_id: str, run_id: str, task_id: str | None = None) -> dict[str, int]:
     """``{state: count}`` of one run's task instances (mapped ones each count)."""
-    body = cluster.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}).json()
     counts: dict[str, int] = {}
-    for ti in body.get("task_instances", []):
-        if task_id is None or ti["task_id"] == task_id:
-            counts[str(ti["state"])] = counts.get(str(ti["state"]), 0) + 1
-    return counts
+    offset = 0
+    while True:  # the API caps a page at 100 entries: page through
+        params = {"limit": 100, "offset": offset}
+        body = cluster.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params=params).json()
+        page = body.get("task_instances", [])
+        for ti in page:
+            if task_id is None or ti["task_id"] == task_id:
+                counts[str(ti["state"])] = counts.get(str(ti["state"]), 0) + 1
+        offset += len(page)
+        if not page or offset >= int(body.get("total_entries", 0)):
+            return counts
 
 
 def wait_for_states(

@@ -179,6 +179,7 @@ def test_a_triggerer_restarted_mid_wait_resumes_without_a_second_post(cluster: C
     assert routes["GET /export"] == {"200": 1}
 
 
+@pytest.mark.timeout(1800)  # 100 task starts to defer and 100 to resume, on 2 cores
 def test_a_hundred_deferred_sensors_share_one_sign_in(cluster: Cluster) -> None:
     figures = run_deferred_waits(cluster, sensors=100)
     assert figures["completed"] == 100

@@ -104,6 +104,17 @@ def test_trigger_kwargs_hold_no_secret_and_round_trip(cognito_iam_conn: DevStack
         assert secret not in text
 
 
+def test_end_from_trigger_ends_the_task_in_the_triggerer_with_its_xcom(cognito_iam_conn: DevStack) -> None:
+    from airflow.triggers.base import TaskSuccessEvent
+
+    async def events() -> list[Any]:
+        return [event async for event in job_trigger(start_job(polls=0), end_from_trigger=True).run()]
+
+    (event,) = asyncio.run(events())
+    assert isinstance(event, TaskSuccessEvent)
+    assert event.xcoms == {"return_value": "/export?size_mb=1"}
+
+
 def test_a_failed_job_fires_a_clear_failure(cognito_iam_conn: DevStack) -> None:
     event = run(job_trigger(start_job(polls=1, fail=True)))
     assert event["status"] == "failed"
