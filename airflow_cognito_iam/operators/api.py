@@ -358,9 +358,14 @@ class CognitoIamApiOperator(BaseOperator):
             "unfiltered to destination='s3://…' (bounded memory at any size)"
         )
 
-    def _pages(self, context: Context, limit: Callable[[], int | None] | None = None) -> Iterator[requests.Response]:
-        """Yield each checked page; follows ``pagination`` and refuses a next page on a foreign host."""
-        request = self._initial_request()
+    def _pages(
+        self,
+        context: Context,
+        limit: Callable[[], int | None] | None = None,
+        request: Mapping[str, Any] | None = None,
+    ) -> Iterator[requests.Response]:
+        """Yield each checked page of ``request`` (default: this operator's own); follows ``pagination``."""
+        request = dict(request) if request is not None else self._initial_request()
         seen = {_fingerprint(request)}
         while True:
             response = self._fetch_page(request, limit() if limit else None)

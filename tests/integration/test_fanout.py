@@ -1,0 +1,129 @@
+"""CognitoIamFanOutOperator against the devstack over real HTTP: faults, rate limits, failures, XCom.
+
+Each test calls ``op.execute(context)`` as the task runner would and judges by what an observer
+sees: the object in S3 (or its absence), the returned summary, and the API's own counters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+import requests
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_cognito_iam.devstack import DevStack
+from airflow_cognito_iam.devstack.api_server import customer_for, orders_for
+from airflow_cognito_iam.operators.api import CognitoIamRetryableError
+from airflow_cognito_iam.operators.fanout import CognitoIamFanOutOperator
+
+pytestmark = pytest.mark.integration
+
+
+def next_page(response: requests.Response) -> dict[str, Any] | None:
+    token = response.json()["next_token"]
+    return {"query": {"next_token": token}} if token else None
+
+
+def records(response: requests.Response) -> list[dict[str, Any]]:
+    return list(response.json()["records"])
+
+
+def customer_ids(count: int, start: int = 1) -> list[str]:
+    return [f"cus-{n:04d}" for n in range(start, start + count)]
+
+
+def s3_lines(stack: DevStack, key: str) -> list[Any]:
+    body = stack.s3_client().get_object(Bucket=stack.bucket, Key=key)["Body"].read()
+    return [json.loads(line) for line in body.splitlines()]
+
+
+def s3_keys(stack: DevStack, prefix: str) -> list[str]:
+    listing = stack.s3_client().list_objects_v2(Bucket=stack.bucket, Prefix=prefix)
+    return [obj["Key"] for obj in listing.get("Contents", [])]
+
+
+def route_counts(stack: DevStack, route: str) -> Counter[str]:
+    routes: dict[str, dict[str, int]] = stack.stats()["api"]["routes"]
+    return Counter({str(status): count for status, count in routes.get(route, {}).items()})
+
+
+def days(count: int) -> list[str]:
+    import datetime as dt
+
+    first = dt.date(2024, 1, 1)
+    return [(first + dt.timedelta(days=n)).isoformat() for n in range(count)]
+
+
+# --- (a) every record exactly once under faults ----------------------------------------------------
+
+
+def test_200_paginated_requests_under_30_percent_faults_store_every_record_exactly_once(
+    cognito_iam_conn: DevStack,
+) -> None:
+    stack = cognito_iam_conn
+    dates = days(200)
+    # 30 % of attempts fail: 15 % answer 503, and 18 % of the rest are reset before any response.
+    stack.set_faults("503", rate=0.15, path_prefix="/orders")
+    stack.set_faults("reset", rate=0.18, path_prefix="/orders")
+    key = "fanout/faults/orders.jsonl"
+    op = CognitoIamFanOutOperator(
+        task_id="orders_by_day",
+        endpoint="/orders",
+        query={"limit": 100},
+        requests=[{"query": {"date": date}} for date in dates],
+        pagination=next_page,
+        response_filter=records,
+        destination=f"s3://{stack.bucket}/{key}",
+        max_attempts=12,
+        max_concurrency=8,
+    )
+
+    summary = op.execute({})
+
+    lines = s3_lines(stack, key)
+    by_request: dict[int, list[Any]] = {}
+    for line in lines:
+        by_request.setdefault(line["request"], []).append(line["record"])
+    assert sorted(by_request) == list(range(200))
+    for index, date in enumerate(dates):
+        assert by_request[index] == orders_for(date), f"request {index} lost, duplicated or reordered records"
+    assert summary["records"] == len(lines) == sum(len(orders_for(d)) for d in dates)
+    assert summary["succeeded"] == 200
+    assert summary["failed"] == []
+    assert summary["pages"] == 400  # 101-139 records a day, 100 a page
+    counts = route_counts(stack, "GET /orders")
+    assert counts["200"] == 400, "each page fetched successfully exactly once"
+    faulted = counts["503"] + counts["0"]
+    assert faulted / (faulted + counts["200"]) > 0.2, f"the faults really fired: {counts}"
+    assert 2 <= stack.stats()["api"]["in_flight_peak"] <= 8
+
+
+# --- (b) a token bucket: the pool backs off together ----------------------------------------------
+
+
+def test_rate_limited_pool_backs_off_together_without_a_retry_storm(cognito_iam_conn: DevStack) -> None:
+    stack = cognito_iam_conn
+    stack.set_rate_limit(rate=40, burst=10, path_prefix="/customers/")
+    ids = customer_ids(160)
+    op = CognitoIamFanOutOperator(
+        task_id="details",
+        requests=[f"/customers/{cid}" for cid in ids],
+        max_concurrency=8,
+        max_attempts=10,
+    )
+
+    summary = op.execute({})
+
+    assert summary["results"] == [customer_for(cid) for cid in ids]
+    counts = route_counts(stack, "GET /customers/{id}")
+    throttled = stack.stats()["rate_limited"]["total"] if "rate_limited" in stack.stats() else counts["429"]
+    attempts = sum(counts.values())
+    print(f"attempts={attempts} 429s={counts['429']} throttled={throttled} summary={summary['throttled']}")
+    assert counts["200"] == len(ids)
+    assert attempts == len(ids) + counts["429"]
+    assert summary["throttled"] == counts["429"], "every 429 reached the pool's gate"
+    # Without the shared gate each worker keeps sending into the empty bucket: ~8 429s per refill.
+    assert counts["429"] <= 24, f"retry storm: {counts}"
