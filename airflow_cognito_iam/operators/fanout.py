@@ -70,11 +70,17 @@ _PERMANENT = (ApiRefusalError, ValueError, AirflowException)
 FailureKind = Literal["permanent", "transient", "fatal"]
 
 
-def parse_requests(value: Any, defaults: Mapping[str, Any], field: str = "requests") -> list[dict[str, Any]]:
+def parse_requests(
+    value: Any,
+    defaults: Mapping[str, Any],
+    field: str = "requests",
+    check_endpoint: Callable[[str], object] | None = None,
+) -> list[dict[str, Any]]:
     """Each entry as complete request arguments (``defaults`` under it), or ValueError naming each bad field.
 
     An entry is a mapping of ``endpoint``, ``query``, ``json``, ``data``, ``headers``, or a bare
     endpoint string. ``query`` and ``headers`` merge over the defaults; the others replace them.
+    ``check_endpoint`` (e.g. the hook's ``url_for``) may refuse an endpoint with a ConfigurationError.
     """
     if value is None or isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
         kind = "nothing" if value is None else type(value).__name__
@@ -101,6 +107,11 @@ def parse_requests(value: Any, defaults: Mapping[str, Any], field: str = "reques
             problems.append(f"{where}.endpoint must be a non-empty string (or give the operator an endpoint)")
             continue
         request["endpoint"] = endpoint
+        if check_endpoint is not None:
+            try:
+                check_endpoint(endpoint)
+            except ConfigurationError as exc:
+                problems.append(f"{where}.endpoint: {'; '.join(exc.problems.values())}")
         for key in ("query", "headers"):
             given = entry.get(key)
             if given is not None and not isinstance(given, Mapping):
@@ -208,17 +219,7 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
 
     def _checked_requests(self) -> list[dict[str, Any]]:
         """The rendered requests, each resolved to a pinned URL; every problem named before any network call."""
-        specs = parse_requests(self.requests, self._initial_request())
-        problems = []
-        for index, spec in enumerate(specs):
-            try:
-                self.hook.url_for(spec["endpoint"])
-            except ConfigurationError as exc:
-                problems.append(f"requests[{index}].endpoint: {'; '.join(exc.problems.values())}")
-        if problems:
-            more = f" (and {len(problems) - LISTED_PROBLEMS} more)" if len(problems) > LISTED_PROBLEMS else ""
-            raise ValueError("; ".join(problems[:LISTED_PROBLEMS]) + more)
-        return specs
+        return parse_requests(self.requests, self._initial_request(), check_endpoint=self.hook.url_for)
 
     def _described(self) -> str:
         return f"{self.method} fan-out of {len(self._specs)} request(s)"

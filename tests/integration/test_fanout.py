@@ -127,3 +127,128 @@ def test_rate_limited_pool_backs_off_together_without_a_retry_storm(cognito_iam_
     assert summary["throttled"] == counts["429"], "every 429 reached the pool's gate"
     # Without the shared gate each worker keeps sending into the empty bucket: ~8 429s per refill.
     assert counts["429"] <= 24, f"retry storm: {counts}"
+
+
+# --- (c) a request that cannot succeed -----------------------------------------------------------
+
+
+def detail_requests(ids: list[str]) -> list[dict[str, Any]]:
+    # A query value that must never appear in a message: messages name query *names* only.
+    return [{"endpoint": f"/customers/{cid}", "query": {"ref": "private-ref-value"}} for cid in ids]
+
+
+def test_one_permanent_failure_fails_the_task_naming_it_and_stores_nothing(cognito_iam_conn: DevStack) -> None:
+    stack = cognito_iam_conn
+    ids = customer_ids(40)
+    ids[17] = "cus-0000"  # the devstack answers 404 for this one
+    key = "fanout/failed/details.jsonl"
+    op = CognitoIamFanOutOperator(
+        task_id="details", requests=detail_requests(ids), destination=f"s3://{stack.bucket}/{key}", max_concurrency=4
+    )
+
+    with pytest.raises(AirflowFailException) as info:
+        op.execute({})
+
+    message = str(info.value)
+    assert "requests[17] GET /customers/cus-0000: refused (HTTP 404)" in message
+    assert message.startswith("1 of 40 request(s) failed")
+    assert "private-ref-value" not in message
+    assert s3_keys(stack, "fanout/failed/") == [], "nothing committed"
+    assert stack.s3_client().list_multipart_uploads(Bucket=stack.bucket).get("Uploads", []) == []
+    # Fail fast: requests not yet started when the 404 came back were never sent.
+    assert sum(route_counts(stack, "GET /customers/{id}").values()) < 40
+
+
+def test_on_error_skip_lists_the_failed_request_and_stores_the_others(cognito_iam_conn: DevStack) -> None:
+    stack = cognito_iam_conn
+    ids = customer_ids(40)
+    ids[17] = "cus-0000"
+    key = "fanout/skipped/details.jsonl"
+    op = CognitoIamFanOutOperator(
+        task_id="details",
+        requests=detail_requests(ids),
+        destination=f"s3://{stack.bucket}/{key}",
+        on_error="skip",
+        max_concurrency=4,
+    )
+
+    summary = op.execute({})
+
+    assert summary["failed"] == [
+        {"index": 17, "method": "GET", "path": "/customers/cus-0000", "error": "refused (HTTP 404)"}
+    ]
+    assert summary["succeeded"] == 39
+    lines = s3_lines(stack, key)
+    assert sorted(line["request"] for line in lines) == [i for i in range(40) if i != 17]
+    assert all(line["record"] == customer_for(ids[line["request"]]) for line in lines)
+    assert summary["records"] == len(lines) == 39
+    assert "private-ref-value" not in json.dumps(summary)
+
+
+def test_transient_failures_outlasting_the_retries_are_a_retryable_task_failure(cognito_iam_conn: DevStack) -> None:
+    stack = cognito_iam_conn
+    stack.set_faults("503", rate=1.0, path_prefix="/customers/cus-0003")
+    key = "fanout/transient/details.jsonl"
+    op = CognitoIamFanOutOperator(
+        task_id="details",
+        requests=detail_requests(customer_ids(10)),
+        destination=f"s3://{stack.bucket}/{key}",
+        on_error="skip",  # does not apply: a task retry can fix a transient failure
+        max_attempts=2,
+    )
+
+    with pytest.raises(CognitoIamRetryableError, match=r"requests\[2\] GET /customers/cus-0003: TransientError"):
+        op.execute({})
+    assert s3_keys(stack, "fanout/transient/") == []
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def test_bad_arguments_are_refused_at_parse_time_naming_the_field() -> None:
+    with pytest.raises(ValueError, match=r"requests\[1\]\.endpoint must be a non-empty string") as info:
+        CognitoIamFanOutOperator(
+            task_id="bad",
+            requests=[{"endpoint": "/whoami"}, {"endpoint": 5}, {"qeury": {"a": 1}}, {"endpoint": "/x", "query": [1]}],
+        )
+    assert "requests[2] has unknown keys ['qeury']" in str(info.value)
+    assert "requests[3].query must be a mapping" in str(info.value)
+    with pytest.raises(ValueError, match=r"max_concurrency must be a whole number from 1 to 64, got 0"):
+        CognitoIamFanOutOperator(task_id="bad", requests=[], max_concurrency=0)
+    with pytest.raises(ValueError, match=r"on_error='ignore' must be one of \['fail', 'skip'\]"):
+        CognitoIamFanOutOperator(task_id="bad", requests=[], on_error="ignore")  # type: ignore[arg-type]
+
+
+def test_rendered_requests_are_checked_before_any_network_call(cognito_iam_conn: DevStack) -> None:
+    stack = cognito_iam_conn
+    op = CognitoIamFanOutOperator(task_id="bad", requests="{{ params.requests }}")
+    op.requests = [
+        "/whoami",
+        "https://elsewhere.example.com/steal",
+        {"endpoint": "/x", "headers": {"X-Bad": " leading space"}},
+    ]
+
+    with pytest.raises(AirflowFailException) as info:
+        op.execute({})
+
+    message = str(info.value)
+    assert "requests[1].endpoint: https://elsewhere.example.com is not the connection's origin" in message
+    assert "requests[2].headers" in message
+    assert stack.stats()["cognito"] == {}, "no sign-in"
+    assert stack.stats()["api"]["routes"] == {}, "no request"
+    with pytest.raises(AirflowFailException, match="requests must be a list of requests"):
+        CognitoIamFanOutOperator(task_id="bad", requests={"endpoint": "/whoami"}).execute({})
+
+
+# --- XCom ----------------------------------------------------------------------------------------
+
+
+def test_results_to_xcom_in_input_order_and_over_max_xcom_bytes_fails(cognito_iam_conn: DevStack) -> None:
+    ids = customer_ids(30, start=500)
+    result = CognitoIamFanOutOperator(task_id="details", requests=[f"/customers/{c}" for c in ids]).execute({})
+    assert result["results"] == [customer_for(c) for c in ids]
+    assert result["failed"] == []
+
+    too_small = CognitoIamFanOutOperator(task_id="d", requests=[f"/customers/{c}" for c in ids], max_xcom_bytes=1000)
+    with pytest.raises(AirflowFailException, match="over max_xcom_bytes=1000"):
+        too_small.execute({})
