@@ -90,3 +90,25 @@ def test_async_export_dag_streams_the_finished_job_to_s3(
     assert routes["POST /jobs"] == {"202": 1}
     assert routes["GET /jobs/{id}"] == {"200": 1}
     assert routes["GET /export"] == {"200": 1}
+
+
+def test_customer_details_dag_fans_out_over_the_upstream_xcom(
+    cognito_iam_conn: DevStack, airflow_env: dict[str, str], airflow_cli: Any
+) -> None:
+    from airflow_cognito_iam.devstack.api_server import customer_for, orders_for
+
+    stack = cognito_iam_conn
+    stack.set_latency(0.05, "/customers/")  # long enough for the requests to overlap
+    _run(stack, airflow_env, airflow_cli, "cognito_iam_customer_details")
+
+    ids = list(dict.fromkeys(order["customer_id"] for order in orders_for(DS)))
+    body = stack.s3_client().get_object(Bucket=stack.bucket, Key=f"customers/dt={DS}/details.jsonl")["Body"].read()
+    lines = [json.loads(line) for line in body.splitlines()]
+    # The upstream task's list, in its order, reached the fan-out task through XCom: one line per request.
+    assert sorted(line["request"] for line in lines) == list(range(len(ids)))
+    assert all(line["record"] == customer_for(ids[line["request"]]) for line in lines)
+    stats = stack.stats()
+    assert stats["api"]["routes"]["GET /customers/{id}"] == {"200": len(ids)}
+    assert stats["api"]["routes"]["GET /orders"] == {"200": 1}
+    assert 2 <= stats["api"]["in_flight_peak"] <= 8, "the requests really ran concurrently"
+    assert stats["cognito"]["InitiateAuth"] == 1, "two tasks, one sign-in (shared credential cache)"

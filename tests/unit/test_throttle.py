@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import pytest
@@ -85,7 +86,7 @@ def test_after_a_throttle_workers_start_one_by_one_and_the_pace_recovers(fake: F
     for _ in range(5):
         throttle.wait_turn()
         starts.append(fake.now)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps == pytest.approx([interval] * 4)
     for _ in range(400):
         throttle.observe(200)
