@@ -13,6 +13,8 @@ run, side by side:
   in one process, so this is a *lower bound* of mapping's cost: a real worker also starts a task
   process per instance (~2 s).
 
+A line for ``--extra-concurrency`` (16) is printed for reference; the ratios are at ``--concurrency``.
+
 Targets: ratio_fanout_over_sequential >= 6 at concurrency 8, ratio_fanout_over_mapped >= 50.
 Last line: fanout_rps=… sequential_rps=… ratio_fanout_over_sequential=… ratio_fanout_over_mapped=…
 
@@ -134,6 +136,7 @@ def main() -> None:
     parser.add_argument("--mapped", type=int, default=50)
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--extra-concurrency", type=int, default=16, help="also measured, for reference (0: skip)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="cognito-iam-bench-fanout-"))
@@ -152,6 +155,9 @@ def main() -> None:
         run_fanout(20, args.concurrency)  # sign in and warm up outside the measurement
         fanout_rps = run_fanout(args.requests, args.concurrency)
         print(f"fanout: {args.requests} GETs, {args.concurrency} in flight: {fanout_rps:.1f} requests/s", flush=True)
+        if args.extra_concurrency:
+            extra_rps = run_fanout(args.requests, args.extra_concurrency)
+            print(f"fanout: {args.requests} GETs, {args.extra_concurrency} in flight: {extra_rps:.1f} requests/s")
         sequential_rps = run_fanout(args.requests, 1)
         print(f"sequential: {args.requests} GETs, 1 in flight: {sequential_rps:.1f} requests/s", flush=True)
 
