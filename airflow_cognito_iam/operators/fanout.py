@@ -290,7 +290,7 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
             summary["seconds"],
             min(self.max_concurrency, len(self._specs)),
             summary["throttled"],
-            summary["paused_seconds"],
+            summary["gate_wait_seconds"],
             where,
         )
 
@@ -307,13 +307,14 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
         pool = ThreadPoolExecutor(
             max_workers=max(1, min(self.max_concurrency, len(self._specs))), thread_name_prefix="cognito-iam-fanout"
         )
-        futures: list[Future[_Done | _Failed | None]] = []
+        # Each future's result is a one-item list popped here: a landed request's records are not kept.
+        futures: list[Future[list[_Done | _Failed | None]]] = []
         try:
             futures = [pool.submit(self._one, context, i, spec, stop) for i, spec in enumerate(self._specs)]
             for future in as_completed(futures):
                 if future.cancelled():
                     continue
-                outcome = future.result()
+                outcome = future.result().pop()
                 if isinstance(outcome, _Failed):
                     failures.append(outcome)
                     if outcome.kind != "permanent" or self.on_error == "fail":
@@ -339,7 +340,7 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
             "records": records,
             "seconds": round(time.monotonic() - started, 3),
             "throttled": throttle.throttled,
-            "paused_seconds": round(throttle.waited_seconds, 3),
+            "gate_wait_seconds": round(throttle.waited_seconds, 3),
         }
 
     def _warm_up(self) -> None:
@@ -351,10 +352,13 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
         else:
             self.hook.get_tokens()
 
-    def _one(self, context: Context, index: int, spec: dict[str, Any], stop: threading.Event) -> _Done | _Failed | None:
-        """One request, all its pages; runs in a worker thread and never raises for a request's failure."""
-        if stop.is_set():
-            return None
+    def _one(
+        self, context: Context, index: int, spec: dict[str, Any], stop: threading.Event
+    ) -> list[_Done | _Failed | None]:
+        """One request, all its pages, in a worker thread; a request's failure is returned, not raised."""
+        return [None if stop.is_set() else self._outcome(context, index, spec)]
+
+    def _outcome(self, context: Context, index: int, spec: dict[str, Any]) -> _Done | _Failed:
         try:
             result, items, pages = self._collect(context, spec)
         except _FATAL as exc:
