@@ -68,6 +68,7 @@ def test_200_paginated_requests_under_30_percent_faults_store_every_record_exact
     # 30 % of attempts fail: 15 % answer 503, and 18 % of the rest are reset before any response.
     stack.set_faults("503", rate=0.15, path_prefix="/orders")
     stack.set_faults("reset", rate=0.18, path_prefix="/orders")
+    stack.set_latency(0.005, "/orders")  # enough for requests to overlap on a busy machine
     key = "fanout/faults/orders.jsonl"
     op = CognitoIamFanOutOperator(
         task_id="orders_by_day",
