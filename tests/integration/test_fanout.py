@@ -253,3 +253,19 @@ def test_results_to_xcom_in_input_order_and_over_max_xcom_bytes_fails(cognito_ia
     too_small = CognitoIamFanOutOperator(task_id="d", requests=[f"/customers/{c}" for c in ids], max_xcom_bytes=1000)
     with pytest.raises(AirflowFailException, match="over max_xcom_bytes=1000"):
         too_small.execute({})
+
+
+def test_bearer_mode_fans_out_with_the_id_token_and_at_most_max_concurrency_in_flight(
+    cognito_iam_conn: DevStack,
+) -> None:
+    stack = cognito_iam_conn
+    stack.set_latency(0.05, "/bearer/")
+    result = CognitoIamFanOutOperator(
+        task_id="bearer", requests=["/bearer/whoami"] * 12, auth="id_token", max_concurrency=3
+    ).execute({})
+
+    assert {body["token_use"] for body in result["results"]} == {"id"}
+    assert len(result["results"]) == 12
+    assert 2 <= stack.stats()["api"]["in_flight_peak"] <= 3
+    assert stack.stats()["cognito"].get("InitiateAuth") == 1, "one sign-in for the whole pool"
+    assert "GetCredentialsForIdentity" not in stack.stats()["cognito"]
