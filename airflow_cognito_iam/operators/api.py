@@ -470,9 +470,12 @@ class CognitoIamApiOperator(BaseOperator):
         self._emit_asset_event(context, summary)
         return summary
 
+    def _content_type(self) -> str | None:
+        """The stored object's type: the format's when we write records, else the API's body as is."""
+        return CONTENT_TYPES[self.output_format] if self.pagination or self.response_filter else None
+
     def _open(self, uri: str) -> Sink:
-        records = self.pagination or self.response_filter
-        content_type = CONTENT_TYPES[self.output_format] if records else None
+        content_type = self._content_type()
         destination = self._destination
         if destination.path is not None and destination.scheme not in NATIVE_SCHEMES:
             sink: Sink = ObjectStorageSink(uri, destination.path)

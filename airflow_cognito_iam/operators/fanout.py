@@ -40,6 +40,7 @@ from airflow_cognito_iam.auth.errors import (
 from airflow_cognito_iam.auth.settings import parse_number
 from airflow_cognito_iam.auth.throttle import PoolThrottle
 from airflow_cognito_iam.auth.transport import check_headers
+from airflow_cognito_iam.formats import CONTENT_TYPES
 from airflow_cognito_iam.operators.api import (
     CognitoIamApiOperator,
     CognitoIamRetryableError,
@@ -223,6 +224,9 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
 
     def _described(self) -> str:
         return f"{self.method} fan-out of {len(self._specs)} request(s)"
+
+    def _content_type(self) -> str | None:
+        return CONTENT_TYPES[self.output_format]  # always records, one tagged line each
 
     def _send(self, request: Mapping[str, Any]) -> Response:
         """The base operator's request, plus the pool's throttle."""

@@ -100,6 +100,9 @@ def test_200_paginated_requests_under_30_percent_faults_store_every_record_exact
     faulted = counts["503"] + counts["0"]
     assert faulted / (faulted + counts["200"]) > 0.2, f"the faults really fired: {counts}"
     assert 2 <= stack.stats()["api"]["in_flight_peak"] <= 8
+    head = stack.s3_client().head_object(Bucket=stack.bucket, Key=key)
+    assert head["ContentLength"] == summary["bytes"]
+    assert head["ContentType"] == "application/x-ndjson"
 
 
 # --- (b) a token bucket: the pool backs off together ----------------------------------------------
