@@ -66,8 +66,16 @@ def customers(count: int) -> list[str]:
     return [f"/customers/cus-{n % 9999 + 1:04d}" for n in range(count)]
 
 
-def run_fanout(count: int, concurrency: int) -> float:
-    """Requests per second of one fan-out task execution (results to XCom)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def run_fanout(count: int, concurrency: int, devstack_pid: int | None = None) -> float:
+    """Requests per second of one fan-out task execution (results to XCom); prints CPU per request."""
     from airflow_cognito_iam.operators.fanout import CognitoIamFanOutOperator
 
     op = CognitoIamFanOutOperator(
@@ -76,9 +84,15 @@ def run_fanout(count: int, concurrency: int) -> float:
         max_concurrency=concurrency,
         max_xcom_bytes=64 * 2**20,
     )
+    client_cpu = cpu_seconds(os.getpid())
+    server_cpu = cpu_seconds(devstack_pid) if devstack_pid else 0.0
     started = time.perf_counter()
     result = op.execute({})
     elapsed = time.perf_counter() - started
+    if devstack_pid:
+        client_ms = (cpu_seconds(os.getpid()) - client_cpu) / count * 1000
+        server_ms = (cpu_seconds(devstack_pid) - server_cpu) / count * 1000
+        print(f"  {concurrency} in flight: CPU per request {client_ms:.2f} ms here, {server_ms:.2f} ms in the devstack")
     if result["succeeded"] != count:
         raise SystemExit(f"fan-out: {result['succeeded']} of {count} succeeded")
     return count / elapsed
@@ -153,12 +167,12 @@ def main() -> None:
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores", flush=True)
 
         run_fanout(20, args.concurrency)  # sign in and warm up outside the measurement
-        fanout_rps = run_fanout(args.requests, args.concurrency)
+        fanout_rps = run_fanout(args.requests, args.concurrency, devstack.pid)
         print(f"fanout: {args.requests} GETs, {args.concurrency} in flight: {fanout_rps:.1f} requests/s", flush=True)
         if args.extra_concurrency:
-            extra_rps = run_fanout(args.requests, args.extra_concurrency)
+            extra_rps = run_fanout(args.requests, args.extra_concurrency, devstack.pid)
             print(f"fanout: {args.requests} GETs, {args.extra_concurrency} in flight: {extra_rps:.1f} requests/s")
-        sequential_rps = run_fanout(args.requests, 1)
+        sequential_rps = run_fanout(args.requests, 1, devstack.pid)
         print(f"sequential: {args.requests} GETs, 1 in flight: {sequential_rps:.1f} requests/s", flush=True)
 
         home = workdir / "mapped"
