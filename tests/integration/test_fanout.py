@@ -133,6 +133,35 @@ def test_rate_limited_pool_backs_off_together_without_a_retry_storm(cognito_iam_
     assert counts["429"] <= 24, f"retry storm: {counts}"
 
 
+def test_one_429_with_retry_after_pauses_every_worker_not_just_its_request(cognito_iam_conn: DevStack) -> None:
+    import itertools
+    import time
+
+    stack = cognito_iam_conn
+    stack.set_latency(0.02, "/customers/")
+    stack.set_faults("429", count=1, retry_after=2, path_prefix="/customers/cus-0010")
+    finished: list[float] = []
+
+    def when(response: requests.Response) -> Any:
+        finished.append(time.monotonic())
+        return response.json()
+
+    ids = customer_ids(60)
+    result = CognitoIamFanOutOperator(
+        task_id="details", requests=[f"/customers/{c}" for c in ids], response_filter=when, max_concurrency=8
+    ).execute({})
+
+    assert result["results"] == [customer_for(c) for c in ids]
+    assert result["throttled"] == 1
+    finished.sort()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(finished)]
+    pause = max(gaps)
+    after = len([t for t in finished if t > finished[gaps.index(pause)]])
+    # Only what was already in flight finished during the pause; the rest waited for Retry-After.
+    assert pause > 1.5, f"no pool-wide pause: longest gap between responses {pause:.2f} s"
+    assert after >= 40, f"only {after} requests waited for the gate"
+
+
 # --- (c) a request that cannot succeed -----------------------------------------------------------
 
 
