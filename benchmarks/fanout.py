@@ -6,7 +6,8 @@ run, side by side:
 
 * fanout: ``CognitoIamFanOutOperator`` with ``--requests`` (2,000) GETs, ``max_concurrency=8``;
 * sequential: the same operator and requests with ``max_concurrency=1`` (one request in flight:
-  what a single task walking the endpoints does);
+  what a single task walking the endpoints does); both in ``--blocks`` (4) alternating blocks, so
+  a change in the machine's load during the run weighs on both;
 * mapped: ``CognitoIamApiOperator.partial(...).expand(endpoint=[...])`` under ``airflow dags test``,
   run with ``--mapped`` (50) instances and with 1; the difference over 49 is the cost of one mapped
   instance (fixed costs of the CLI and the DAG parse cancel out). ``dags test`` runs every instance
@@ -74,28 +75,44 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
-def run_fanout(count: int, concurrency: int, devstack_pid: int | None = None) -> float:
-    """Requests per second of one fan-out task execution (results to XCom); prints CPU per request."""
-    from airflow_cognito_iam.operators.fanout import CognitoIamFanOutOperator
+class Mode:
+    """One way of running the GETs, measured over several blocks: seconds and CPU add up."""
 
-    op = CognitoIamFanOutOperator(
-        task_id=f"fanout_{concurrency}",
-        requests=customers(count),
-        max_concurrency=concurrency,
-        max_xcom_bytes=64 * 2**20,
-    )
-    client_cpu = cpu_seconds(os.getpid())
-    server_cpu = cpu_seconds(devstack_pid) if devstack_pid else 0.0
-    started = time.perf_counter()
-    result = op.execute({})
-    elapsed = time.perf_counter() - started
-    if devstack_pid:
-        client_ms = (cpu_seconds(os.getpid()) - client_cpu) / count * 1000
-        server_ms = (cpu_seconds(devstack_pid) - server_cpu) / count * 1000
-        print(f"  {concurrency} in flight: CPU per request {client_ms:.2f} ms here, {server_ms:.2f} ms in the devstack")
-    if result["succeeded"] != count:
-        raise SystemExit(f"fan-out: {result['succeeded']} of {count} succeeded")
-    return count / elapsed
+    def __init__(self, name: str, concurrency: int) -> None:
+        self.name, self.concurrency = name, concurrency
+        self.requests = 0
+        self.seconds = self.client_cpu = self.server_cpu = 0.0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def run(self, count: int, devstack_pid: int) -> None:
+        """One fan-out task execution (results to XCom) of ``count`` GETs."""
+        from airflow_cognito_iam.operators.fanout import CognitoIamFanOutOperator
+
+        op = CognitoIamFanOutOperator(
+            task_id=f"fanout_{self.concurrency}",
+            requests=customers(count),
+            max_concurrency=self.concurrency,
+            max_xcom_bytes=64 * 2**20,
+        )
+        client, server = cpu_seconds(os.getpid()), cpu_seconds(devstack_pid)
+        started = time.perf_counter()
+        result = op.execute({})
+        self.seconds += time.perf_counter() - started
+        self.client_cpu += cpu_seconds(os.getpid()) - client
+        self.server_cpu += cpu_seconds(devstack_pid) - server
+        self.requests += count
+        if result["succeeded"] != count:
+            raise SystemExit(f"{self.name}: {result['succeeded']} of {count} succeeded")
+
+    def report(self) -> str:
+        return (
+            f"{self.name}: {self.requests} GETs, {self.concurrency} in flight: {self.rps:.1f} requests/s; CPU per "
+            f"request {self.client_cpu / self.requests * 1000:.2f} ms here, "
+            f"{self.server_cpu / self.requests * 1000:.2f} ms in the devstack"
+        )
 
 
 def airflow_env(home: Path, stack_env: dict[str, str]) -> dict[str, str]:
@@ -151,6 +168,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--extra-concurrency", type=int, default=16, help="also measured, for reference (0: skip)")
+    parser.add_argument("--blocks", type=int, default=4, help="alternating blocks per mode, to cancel load drift")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="cognito-iam-bench-fanout-"))
@@ -166,14 +184,17 @@ def main() -> None:
         ).raise_for_status()
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores", flush=True)
 
-        run_fanout(20, args.concurrency)  # sign in and warm up outside the measurement
-        fanout_rps = run_fanout(args.requests, args.concurrency, devstack.pid)
-        print(f"fanout: {args.requests} GETs, {args.concurrency} in flight: {fanout_rps:.1f} requests/s", flush=True)
+        Mode("warm-up", args.concurrency).run(20, devstack.pid)  # sign in outside the measurement
+        modes = [Mode("fanout", args.concurrency), Mode("sequential", 1)]
         if args.extra_concurrency:
-            extra_rps = run_fanout(args.requests, args.extra_concurrency, devstack.pid)
-            print(f"fanout: {args.requests} GETs, {args.extra_concurrency} in flight: {extra_rps:.1f} requests/s")
-        sequential_rps = run_fanout(args.requests, 1, devstack.pid)
-        print(f"sequential: {args.requests} GETs, 1 in flight: {sequential_rps:.1f} requests/s", flush=True)
+            modes.append(Mode("fanout", args.extra_concurrency))
+        per_block = args.requests // args.blocks
+        for block in range(args.blocks):
+            for mode in modes if block % 2 == 0 else reversed(modes):
+                mode.run(per_block, devstack.pid)
+        for mode in modes:
+            print(mode.report(), flush=True)
+        fanout_rps, sequential_rps = modes[0].rps, modes[1].rps
 
         home = workdir / "mapped"
         home.mkdir()
