@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_cache.py
 	$(BIN)/python benchmarks/bench_stream_s3.py
 	$(BIN)/python benchmarks/upload_memory.py
+	$(BIN)/python benchmarks/fanout.py
 
 # Ratios on a real CeleryExecutor cluster (PostgreSQL, Redis, scheduler, workers, triggerer): minutes each.
 bench-cluster: install

@@ -43,9 +43,11 @@ from airflow_cognito_iam.auth.retry import (
     is_permanent_request_error,
     is_transient_api,
     is_transient_api_before_send,
+    parse_retry_after,
     retry_after_of,
 )
 from airflow_cognito_iam.auth.signing import CONTENT_SHA256
+from airflow_cognito_iam.auth.throttle import PoolThrottle
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +163,13 @@ class ApiTransport:
         retry_non_idempotent: bool = False,
         check_response: bool = True,
         retry_policy: RetryPolicy | None = None,
+        throttle: PoolThrottle | None = None,
         **kwargs: Any,
     ) -> requests.Response:
-        """One logical request; raises TransientError, ApiRefusalError or ClockSkewError."""
+        """One logical request; raises TransientError, ApiRefusalError or ClockSkewError.
+
+        ``throttle`` (a fan-out's shared gate) is waited on before each attempt and told each status.
+        """
         method = check_method(method)
         check_headers(kwargs.get("headers"))
         self.pin.check(url)
@@ -190,9 +196,13 @@ class ApiTransport:
                     if mode == "iam":
                         extra[CONTENT_SHA256] = body.sha256
                     kwargs["headers"] = {**(kwargs.get("headers") or {}), **extra}
+                if throttle is not None:
+                    throttle.wait_turn()
                 response = self._follow(
                     _Attempt(session, where, state["attempt"], deadline, keep_open), method, url, kwargs
                 )
+                if throttle is not None:
+                    throttle.observe(response.status_code, parse_retry_after(response.headers.get("Retry-After")))
                 if response.status_code in TRANSIENT_HTTP_STATUSES:
                     response.close()
                     raise requests.HTTPError(f"HTTP {response.status_code}", response=response)

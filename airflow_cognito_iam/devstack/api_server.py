@@ -1,8 +1,8 @@
 """An API behind "API Gateway with AWS_IAM authorization": SigV4 checked, then realistic routes.
 
-Routes give operators and sensors real work: a paginated dataset, a large streamed export, an async
-job, an identity echo, an IAM-denied prefix, a Cognito-authorizer (bearer) prefix, and fault
-injection per request or globally.
+Routes give operators and sensors real work: a paginated dataset, customer details (one small
+request each, for fan-out), a large streamed export, an async job, an identity echo, an IAM-denied
+prefix, a Cognito-authorizer (bearer) prefix, and fault injection per request or globally.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _JOB_PATH = re.compile(r"^/jobs/(?P<job_id>[0-9a-f-]{36})$")
+_CUSTOMER_PATH = re.compile(r"^/customers/(?P<customer_id>cus-\d{4})$")
 
 
 @dataclass
@@ -95,6 +96,18 @@ def orders_for(date: str) -> list[dict[str, Any]]:
         }
         for index, sec in enumerate(seconds)
     ]
+
+
+def customer_for(customer_id: str) -> dict[str, Any]:
+    """The deterministic details of one customer (``cus-0001`` .. ``cus-9999``, the ids orders carry)."""
+    rng = random.Random(f"customer:{customer_id}")  # noqa: S311 - reproducible test data, not security
+    return {
+        "customer_id": customer_id,
+        "name": f"Customer {customer_id[4:]}",
+        "country": rng.choice(["DE", "FR", "GB", "NL", "US"]),
+        "tier": rng.choice(["bronze", "silver", "gold"]),
+        "since": f"{rng.randrange(2015, 2026)}-{rng.randrange(1, 13):02d}-01",
+    }
 
 
 def export_lines(size_bytes: int) -> Iterator[bytes]:
@@ -376,6 +389,8 @@ class ApiApp:
     def _route_key(method: str, path: str) -> str:
         if _JOB_PATH.match(path):
             return f"{method} /jobs/{{id}}"
+        if path.startswith("/customers/"):
+            return f"{method} /customers/{{id}}"
         for prefix in ("/admin/", "/echo/"):
             if path.startswith(prefix):
                 return f"{method} {prefix}*"
@@ -490,6 +505,11 @@ class ApiApp:
         job = _JOB_PATH.match(path)
         if job and method == "GET":
             return self._poll_job(job["job_id"])
+        customer = _CUSTOMER_PATH.match(path)
+        if customer and method == "GET":
+            if customer["customer_id"] == "cus-0000":
+                raise ApiGatewayError(404, "NotFoundException", "customer not found")
+            return _Response(200, customer_for(customer["customer_id"]))
         if any(p == path for _, p in routes) or job:
             raise ApiGatewayError(405, "MethodNotAllowedException", "Method Not Allowed")
         raise ApiGatewayError(404, "NotFoundException", "Not Found")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -119,7 +120,7 @@ class CognitoIamHook(BaseHook):
         self._connection = connection
         self._extra_hosts = tuple(allowed_hosts)
         self._retry_policy = retry_policy
-        self._sessions: dict[str, requests.Session] = {}
+        self._sessions: dict[tuple[str, int], requests.Session] = {}
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -222,8 +223,13 @@ class CognitoIamHook(BaseHook):
         raise ConfigurationError({"mode": problem}, self.cognito_iam_conn_id)
 
     def get_session(self, mode: AuthMode = "iam") -> requests.Session:
-        """A keep-alive ``requests.Session`` with auth attached, reused by every request of this hook."""
-        if mode not in self._sessions:
+        """A keep-alive ``requests.Session`` with auth attached, reused by this hook's requests.
+
+        One per thread: ``requests.Session`` is not documented as thread-safe, so the fan-out's
+        workers (or a user's own threads) each get theirs, all signing with the same credentials.
+        """
+        key = (mode, threading.get_ident())
+        if key not in self._sessions:
             session = requests.Session()
             # Sockets a per-attempt deadline can reach: `timeout` bounds the whole attempt.
             adapter = DeadlineHTTPAdapter()
@@ -231,8 +237,8 @@ class CognitoIamHook(BaseHook):
             session.mount("http://", adapter)
             session.auth = self.get_auth(mode=mode)
             session.verify = self.settings.verify
-            self._sessions[mode] = session
-        return self._sessions[mode]
+            self._sessions[key] = session
+        return self._sessions[key]
 
     def get_conn(self) -> requests.Session:
         """Airflow convention: the signed session."""

@@ -414,9 +414,14 @@ class CognitoIamApiOperator(BaseOperator):
             "unfiltered to destination='s3://…' (bounded memory at any size)"
         )
 
-    def _pages(self, context: Context, limit: Callable[[], int | None] | None = None) -> Iterator[requests.Response]:
-        """Yield each checked page; follows ``pagination`` and refuses a next page on a foreign host."""
-        request = self._initial_request()
+    def _pages(
+        self,
+        context: Context,
+        limit: Callable[[], int | None] | None = None,
+        request: Mapping[str, Any] | None = None,
+    ) -> Iterator[requests.Response]:
+        """Yield each checked page of ``request`` (default: this operator's own); follows ``pagination``."""
+        request = dict(request) if request is not None else self._initial_request()
         seen = {_fingerprint(request)}
         while True:
             response = self._fetch_page(request, limit() if limit else None)
@@ -521,9 +526,12 @@ class CognitoIamApiOperator(BaseOperator):
         self._emit_asset_event(context, summary)
         return summary
 
+    def _content_type(self) -> str | None:
+        """The stored object's type: the format's when we write records, else the API's body as is."""
+        return CONTENT_TYPES[self.output_format] if self.pagination or self.response_filter else None
+
     def _open(self, uri: str) -> Sink:
-        records = self.pagination or self.response_filter
-        content_type = CONTENT_TYPES[self.output_format] if records else None
+        content_type = self._content_type()
         destination = self._destination
         if destination.path is not None and destination.scheme not in NATIVE_SCHEMES:
             sink: Sink = ObjectStorageSink(uri, destination.path)

@@ -6,6 +6,7 @@ what the stack observed: the routes called, the objects written, the Cognito cal
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -70,3 +71,25 @@ def test_identity_boto3_dag_reads_the_newest_object_as_the_identity(
     stats = stack.stats()
     assert stats["cognito"]["GetCredentialsForIdentity"] == 1, "the session is the Cognito identity's"
     assert stats["s3"]["GET"] >= 2  # list + get
+
+
+def test_customer_details_dag_fans_out_over_the_upstream_xcom(
+    cognito_iam_conn: DevStack, airflow_env: dict[str, str], airflow_cli: Any
+) -> None:
+    from airflow_cognito_iam.devstack.api_server import customer_for, orders_for
+
+    stack = cognito_iam_conn
+    stack.set_latency(0.05, "/customers/")  # long enough for the requests to overlap
+    _run(stack, airflow_env, airflow_cli, "cognito_iam_customer_details")
+
+    ids = list(dict.fromkeys(order["customer_id"] for order in orders_for(DS)))
+    body = stack.s3_client().get_object(Bucket=stack.bucket, Key=f"customers/dt={DS}/details.jsonl")["Body"].read()
+    lines = [json.loads(line) for line in body.splitlines()]
+    # The upstream task's list, in its order, reached the fan-out task through XCom: one line per request.
+    assert sorted(line["request"] for line in lines) == list(range(len(ids)))
+    assert all(line["record"] == customer_for(ids[line["request"]]) for line in lines)
+    stats = stack.stats()
+    assert stats["api"]["routes"]["GET /customers/{id}"] == {"200": len(ids)}
+    assert stats["api"]["routes"]["GET /orders"] == {"200": 1}
+    assert 2 <= stats["api"]["in_flight_peak"] <= 8, "the requests really ran concurrently"
+    assert stats["cognito"]["InitiateAuth"] == 1, "two tasks, one sign-in (shared credential cache)"

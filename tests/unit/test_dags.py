@@ -27,11 +27,13 @@ EXPECTED_DAG_IDS = {
     "cognito_iam_async_export",
     "cognito_iam_identity_boto3",
     "cognito_iam_bearer_token",
+    "cognito_iam_customer_details",
 }
 PUBLIC_MODULES = (
     "airflow.sdk",
     "airflow_cognito_iam.hooks.cognito_iam",
     "airflow_cognito_iam.operators.api",
+    "airflow_cognito_iam.operators.fanout",
     "airflow_cognito_iam.sensors.api",
 )
 
@@ -128,6 +130,15 @@ def test_mapped_dag_expands_over_endpoints(dagbag: DagBag) -> None:
     assert pulls[0].downstream_task_ids, "a transform task reads the mapped results"
 
 
+def test_customer_details_fans_out_over_an_upstream_xcom(dagbag: DagBag) -> None:
+    from airflow_cognito_iam.operators.fanout import CognitoIamFanOutOperator
+
+    details = dagbag.dags["cognito_iam_customer_details"].get_task("details")
+    assert isinstance(details, CognitoIamFanOutOperator)
+    assert details.upstream_task_ids == {"detail_requests"}, "requests= is the upstream task's XComArg"
+    assert "dt={{ ds }}" in str(details.destination)
+
+
 def test_async_export_waits_in_the_triggerer(dagbag: DagBag) -> None:
     dag = dagbag.dags["cognito_iam_async_export"]
     (export,) = dag.tasks
@@ -162,7 +173,12 @@ def test_trigger_and_backfill_dialogs_accept_every_default_param(dagbag: DagBag,
 
 
 def test_blank_bucket_param_falls_back_to_the_variable(dagbag: DagBag) -> None:
-    for dag_id in ("cognito_iam_orders_daily", "cognito_iam_async_export", "cognito_iam_identity_boto3"):
+    for dag_id in (
+        "cognito_iam_orders_daily",
+        "cognito_iam_async_export",
+        "cognito_iam_identity_boto3",
+        "cognito_iam_customer_details",
+    ):
         param = dagbag.dags[dag_id].params.get_param("bucket")
         assert param.value is None
         assert "null" in param.schema["type"]
