@@ -44,7 +44,14 @@ from airflow_cognito_iam.formats import (
     compression_for,
 )
 from airflow_cognito_iam.object_storage import NATIVE_SCHEMES, Destination, ObjectStorageSink, resolve
-from airflow_cognito_iam.storage import Sink, StorageError, open_sink, parse_destination
+from airflow_cognito_iam.storage import (
+    DEFAULT_UPLOAD_CONCURRENCY,
+    Sink,
+    StorageError,
+    check_upload_concurrency,
+    open_sink,
+    parse_destination,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -130,6 +137,8 @@ class CognitoIamApiOperator(BaseOperator):
     :param destination: ``s3://bucket/key`` or ``file:///path`` (templated). Omit to return the
         result to XCom. The object appears only when complete; a re-run overwrites it.
     :param aws_conn_id: AWS connection for ``s3://`` destinations (amazon provider).
+    :param upload_concurrency: parts of an ``s3://`` multipart upload in flight at once (memory:
+        that many 8 MiB parts plus one).
     :param max_xcom_bytes: largest result returned to XCom; larger results fail, naming ``destination``.
     :param max_attempts: attempts per request for 429/502/503/504 and connection errors.
     :param max_retry_seconds: total time budget for the attempts of one request.
@@ -171,6 +180,7 @@ class CognitoIamApiOperator(BaseOperator):
         destination_conn_id: str | None = None,
         output_format: OutputFormat = "jsonl",
         compression: Compression | None = None,
+        upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY,
         max_xcom_bytes: int = DEFAULT_MAX_XCOM_BYTES,
         max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
         max_attempts: int = 5,
@@ -198,6 +208,10 @@ class CognitoIamApiOperator(BaseOperator):
             problems.append(f"output_format={output_format!r} must be one of {list(OUTPUT_FORMATS)}")
         if compression not in (None, "gzip"):
             problems.append(f"compression={compression!r} must be 'gzip' or None")
+        try:
+            check_upload_concurrency(upload_concurrency)
+        except ValueError as exc:
+            problems.append(str(exc))
         if problems:
             raise ValueError(f"{type(self).__name__} {kwargs.get('task_id', '')!r}: " + "; ".join(problems))
         self.cognito_iam_conn_id = cognito_iam_conn_id
@@ -216,6 +230,7 @@ class CognitoIamApiOperator(BaseOperator):
         self.destination_conn_id = destination_conn_id
         self.output_format = output_format
         self.compression = compression
+        self.upload_concurrency = upload_concurrency
         self.max_xcom_bytes = int(max_xcom_bytes)
         self.max_page_bytes = int(max_page_bytes)
         self.max_attempts = int(max_attempts)
@@ -472,7 +487,12 @@ class CognitoIamApiOperator(BaseOperator):
         if destination.path is not None and destination.scheme not in NATIVE_SCHEMES:
             sink: Sink = ObjectStorageSink(uri, destination.path)
         else:
-            sink = open_sink(uri, destination.conn_id or self.aws_conn_id, content_type=content_type)
+            sink = open_sink(
+                uri,
+                destination.conn_id or self.aws_conn_id,
+                content_type=content_type,
+                upload_concurrency=self.upload_concurrency,
+            )
         self._active_sink = sink  # what on_kill discards
         return sink
 
