@@ -31,6 +31,7 @@ from airflow_cognito_iam.auth.errors import CognitoIamError, ConfigurationError
 from airflow_cognito_iam.auth.models import CognitoTokens
 from airflow_cognito_iam.auth.origins import OriginPin
 from airflow_cognito_iam.auth.retry import RetryPolicy, describe_exception
+from airflow_cognito_iam.auth.sessions import EnvironmentOnceSession
 from airflow_cognito_iam.auth.settings import CognitoSettings
 from airflow_cognito_iam.auth.signing import BearerTokenAuth, CognitoSigV4Auth
 from airflow_cognito_iam.auth.transport import AUTH_MODES, ApiTransport, AuthMode
@@ -215,7 +216,8 @@ class CognitoIamHook(BaseHook):
     def get_session(self, mode: AuthMode = "iam") -> requests.Session:
         """A keep-alive ``requests.Session`` with auth attached, reused by every request of this hook."""
         if mode not in self._sessions:
-            session = requests.Session()
+            # Proxy settings (HTTPS_PROXY, NO_PROXY, ...) are read once per origin, not per request.
+            session = EnvironmentOnceSession()
             # Sockets a per-attempt deadline can reach: `timeout` bounds the whole attempt.
             adapter = DeadlineHTTPAdapter()
             session.mount("https://", adapter)

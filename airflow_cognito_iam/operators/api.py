@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json as jsonlib
 import socket
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,14 @@ from airflow_cognito_iam.auth.errors import (
 )
 from airflow_cognito_iam.auth.retry import RetryPolicy
 from airflow_cognito_iam.auth.settings import MAX_RETRY_SECONDS, parse_number
-from airflow_cognito_iam.auth.transport import AUTH_MODES, IDEMPOTENT_METHODS, METHODS, AuthMode, check_headers
+from airflow_cognito_iam.auth.transport import (
+    AUTH_MODES,
+    IDEMPOTENT_METHODS,
+    METHODS,
+    AuthMode,
+    attempts_of,
+    check_headers,
+)
 from airflow_cognito_iam.formats import (
     CONTENT_TYPES,
     OUTPUT_FORMATS,
@@ -239,6 +247,9 @@ class CognitoIamApiOperator(BaseOperator):
         self.allowed_hosts = tuple(allowed_hosts)
         self._active_sink: Sink | None = None
         self._active_response: requests.Response | None = None
+        self._urls: dict[str, str] = {}
+        self._body_retryings: dict[str, Any] = {}
+        self._batch = _Batch()
 
     @cached_property
     def request_retry_policy(self) -> RetryPolicy:
@@ -255,12 +266,13 @@ class CognitoIamApiOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> Any:
+        self._batch = _Batch()
         try:
             if self.destination:
                 _ = self._destination  # resolves and validates it (scheme, key, compression)
             check_headers(self.headers)
             # Resolves the connection and refuses a foreign host before any network call.
-            self.hook.url_for(self.endpoint)
+            self._url(self.endpoint)
             if self.destination:
                 return self._to_destination(context, self._destination.uri)
             return self._to_xcom(context)
@@ -311,11 +323,18 @@ class CognitoIamApiOperator(BaseOperator):
             "headers": self.headers,
         }
 
+    def _url(self, endpoint: str) -> str:
+        """The pinned URL of ``endpoint``, joined and checked once per distinct endpoint."""
+        url = self._urls.get(endpoint)
+        if url is None:
+            url = self._urls[endpoint] = self.hook.url_for(endpoint)
+        return url
+
     def _send(self, request: Mapping[str, Any]) -> requests.Response:
         """One signed request with the status read and the body not yet read."""
-        self._active_response = response = self.hook.request(
+        self._active_response = response = self.hook.transport.send(
             self.method,
-            request["endpoint"],
+            self._url(request["endpoint"]),
             mode=self.auth,
             retry_non_idempotent=self.retry_non_idempotent,
             retry_policy=self.request_retry_policy,
@@ -325,13 +344,21 @@ class CognitoIamApiOperator(BaseOperator):
             headers=request["headers"] or None,
             stream=True,
         )
+        self._batch.add(response)
         return response
 
     def _body_retrying(self, request: Mapping[str, Any]) -> Any:
-        """Tenacity retrying for a body that broke off mid-read; safe only for idempotent methods."""
-        repeatable = self.method in IDEMPOTENT_METHODS or self.retry_non_idempotent
-        policy = self.request_retry_policy if repeatable else RetryPolicy(max_attempts=1)
-        return policy.retrying(is_broken_body, what=f"{self.method} {_path_of(request['endpoint'])} body")
+        """Tenacity retrying for a body that broke off mid-read; safe only for idempotent methods.
+
+        Built once per endpoint path, not per page (tenacity keeps each call's state per thread).
+        """
+        what = f"{self.method} {_path_of(request['endpoint'])} body"
+        retrying = self._body_retryings.get(what)
+        if retrying is None:
+            repeatable = self.method in IDEMPOTENT_METHODS or self.retry_non_idempotent
+            policy = self.request_retry_policy if repeatable else RetryPolicy(max_attempts=1)
+            retrying = self._body_retryings[what] = policy.retrying(is_broken_body, what=what)
+        return retrying
 
     def _fetch_page(self, request: Mapping[str, Any], limit: int | None = None) -> requests.Response:
         """Fetch a whole page into memory, fetching it again if its body breaks off.
@@ -348,7 +375,7 @@ class CognitoIamApiOperator(BaseOperator):
             try:
                 with watching_body(response, self.hook.settings.timeout, where) as watch:
                     try:
-                        read_capped(response, cap)
+                        self._batch.received += len(read_capped(response, cap))
                     except is_broken_body_types() as exc:
                         if watch.fired:
                             raise watch.error() from None
@@ -388,7 +415,7 @@ class CognitoIamApiOperator(BaseOperator):
                 return
             request = merge_request(request, changes)
             try:
-                self.hook.url_for(request["endpoint"])
+                self._url(request["endpoint"])
             except HostNotAllowedError as exc:
                 raise AirflowFailException(f"pagination pointed outside the allowed hosts: {exc}") from exc
             fingerprint = _fingerprint(request)
@@ -443,7 +470,9 @@ class CognitoIamApiOperator(BaseOperator):
         result = results[0] if self.pagination is None else results
         size = len(jsonlib.dumps(result, default=str).encode())
         self._refuse_if_too_large(size)
-        self.log.info("%s: %d page(s), %d bytes returned to XCom", self._described(), pages, size)
+        self.log.info(
+            "%s: %d page(s), %d bytes returned to XCom; %s", self._described(), pages, size, self._batch.describe()
+        )
         return result
 
     def _safe_pages(self, context: Context, limit: Callable[[], int | None]) -> Iterator[requests.Response]:
@@ -469,12 +498,13 @@ class CognitoIamApiOperator(BaseOperator):
         else:
             summary = self._write_pages(context, uri)
         self.log.info(
-            "%s: %d page(s), %d record(s), %d bytes written to %s",
+            "%s: %d page(s), %d record(s), %d bytes written to %s; %s",
             self._described(),
             summary["pages"],
             summary["records"],
             summary["bytes"],
             uri,
+            self._batch.describe(),
         )
         self._summary = summary  # for the lineage facets on complete
         self._emit_asset_event(context, summary)
@@ -528,6 +558,7 @@ class CognitoIamApiOperator(BaseOperator):
                         # task for ever, and a large body is not cut off by a total deadline.
                         for chunk in response.iter_content(STREAM_CHUNK_BYTES):
                             watch.rearm(timeout)
+                            self._batch.received += len(chunk)
                             writer.write_raw(chunk)  # one body is stored as received (maybe gzipped)
                             lines += chunk.count(b"\n")
                             last = chunk[-1:] or last
@@ -626,6 +657,27 @@ class CognitoIamApiOperator(BaseOperator):
                 uri,
                 uri,
             )
+
+
+class _Batch:
+    """What the one INFO summary of a task's requests says: statuses, attempts, bytes received.
+
+    Per attempt there is only a DEBUG line (auth/transport.py); an INFO line per page cost about a
+    tenth of the per-request time against a fast API.
+    """
+
+    def __init__(self) -> None:
+        self.statuses: Counter[int] = Counter()
+        self.attempts = 0
+        self.received = 0  # decoded body bytes read
+
+    def add(self, response: requests.Response) -> None:
+        self.statuses[response.status_code] += 1
+        self.attempts += attempts_of(response)
+
+    def describe(self) -> str:
+        statuses = ", ".join(f"HTTP {status} x{count}" for status, count in sorted(self.statuses.items()))
+        return f"{statuses or 'no responses'}, {self.attempts} attempt(s), {self.received} bytes received"
 
 
 class _BodyTooLarge(Exception):
