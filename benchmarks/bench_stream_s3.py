@@ -63,10 +63,9 @@ def run_child(size_mb: int, bucket: str, control: bool) -> None:
     # (S3 client, part buffers, HTTP buffers) is counted.
     import requests
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.sdk.bases.operator import ExecutorSafeguard
 
     from airflow_cognito_iam.hooks.cognito_iam import CognitoIamHook
-
-    from airflow.sdk.bases.operator import ExecutorSafeguard
 
     # As under the task runner: execute() called directly would otherwise log a warning through
     # inspect.stack() (~0.3 s of source-file reads) that no real task pays.
