@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_cache.py
 	$(BIN)/python benchmarks/bench_stream_s3.py
 	$(BIN)/python benchmarks/upload_memory.py
+	$(BIN)/python benchmarks/cold_task.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -294,6 +294,9 @@ class CognitoCredentialProvider:
             if not force and self._credentials_usable(self._entry, now):
                 assert self._entry is not None
                 return self._entry
+            warm_up = getattr(self._cache, "warm_up", None)
+            if warm_up is not None:
+                warm_up()  # the file cache derives its key while Cognito answers
             tokens = cached.tokens if cached is not None and self._tokens_usable(cached.tokens, now) else None
             if tokens is None:
                 tokens = self._renew_tokens(cached, now)
