@@ -294,15 +294,17 @@ class CognitoCredentialProvider:
             if not force and self._credentials_usable(self._entry, now):
                 assert self._entry is not None
                 return self._entry
-            warm_up = getattr(self._cache, "warm_up", None)
-            if warm_up is not None:
-                warm_up()  # the file cache derives its key while Cognito answers
             tokens = cached.tokens if cached is not None and self._tokens_usable(cached.tokens, now) else None
             if tokens is None:
                 tokens = self._renew_tokens(cached, now)
             else:
                 self._tokens = tokens
                 self.source = "exchanged the cached ID token"
+            warm_up = getattr(self._cache, "warm_up", None)
+            if warm_up is not None:
+                # The file cache derives its key (scrypt, no GIL) during the identity pool's round
+                # trips: after the SRP arithmetic, so the two never compete for a core.
+                warm_up()
             self._seed_identity(cached)
             try:
                 credentials = self.exchanger.get_credentials(tokens.id_token)
