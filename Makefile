@@ -32,11 +32,12 @@ demo: install
 airflow: install
 	$(BIN)/python scripts/airflow_ui.py
 
-# Side-by-side ratios against the devstack (no timed tests anywhere).
+# Side-by-side ratios against the devstack (no timed tests anywhere). bench_stream_s3 exits 1 when
+# a target is missed; the leading "-" lets the remaining benchmarks still run and print.
 bench: install
 	$(BIN)/python benchmarks/bench_signing.py
 	$(BIN)/python benchmarks/bench_cache.py
-	$(BIN)/python benchmarks/bench_stream_s3.py
+	-$(BIN)/python benchmarks/bench_stream_s3.py
 	$(BIN)/python benchmarks/upload_memory.py
 	$(BIN)/python benchmarks/cold_task.py
 
