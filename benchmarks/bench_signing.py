@@ -11,13 +11,20 @@ GIL with the client:
 
 Blocks alternate order to cancel drift on a shared machine. Target: signed/unsigned >= 0.90.
 
-    .venv/bin/python benchmarks/bench_signing.py [--requests 25] [--rounds 200]
+Then the operator's own per-request cost: ``CognitoIamApiOperator`` paging through ``--pages``
+pages of the minimal server (pagination, checks, the XCom result, its one summary line) against a
+plain loop of the same GETs on a stock ``requests.Session`` with the same SigV4 auth (what a
+hand-written task does). Target: operator/plain <= 1.2 (time per
+request). The last line prints both ratios.
+
+    .venv/bin/python benchmarks/bench_signing.py [--requests 25] [--rounds 200] [--pages 100]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import statistics
@@ -25,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import requests
 
@@ -80,9 +88,13 @@ def start_minimal_server() -> tuple[subprocess.Popen[str], int]:
     raise SystemExit("the minimal server did not start")
 
 
-def compare(signed: requests.Session, url: str, rounds: int, count: int, label: str) -> None:
-    """Alternate unsigned/signed blocks on keep-alive sessions and print the median ratio."""
-    unsigned = requests.Session()
+def compare(signed: requests.Session, url: str, rounds: int, count: int, label: str) -> float:
+    """Alternate unsigned/signed blocks on keep-alive sessions and print the median ratio.
+
+    The unsigned session is of the signed one's class (the hook's reads proxy settings once per
+    origin), so the ratio is the cost of signing alone.
+    """
+    unsigned = type(signed)()
     throughput(signed, url, 50)  # warm up both connections
     throughput(unsigned, url, 50)
     ratios, signed_rps, unsigned_rps = [], [], []
@@ -103,6 +115,60 @@ def compare(signed: requests.Session, url: str, rounds: int, count: int, label: 
     print(f"  ratio signed/unsigned: {statistics.median(ratios):.3f} (median of paired blocks; target >= 0.90)")
     print(f"  ratio interquartile range: {quartiles[0]:.3f} .. {quartiles[2]:.3f}")
     unsigned.close()
+    return statistics.median(ratios)
+
+
+def compare_operator(signed: requests.Session, url: str, port: int, rounds: int, pages: int) -> float:
+    """Median ratio of the operator's time per request over a plain signed loop's (paired blocks)."""
+    from airflow.sdk.bases.operator import ExecutorSafeguard
+
+    from airflow_cognito_iam.operators.api import CognitoIamApiOperator
+
+    ExecutorSafeguard.test_mode = True  # as under the task runner (no "outside the Task Runner" warning)
+    logging.getLogger("airflow.task.operators").setLevel(logging.WARNING)  # not the console's speed
+    state = {"page": 0}
+
+    def next_page(response: requests.Response) -> dict[str, Any] | None:
+        state["page"] += 1
+        return {"query": {"page": str(state["page"])}} if state["page"] < pages else None
+
+    operator = CognitoIamApiOperator(
+        task_id="bench_pages", endpoint=url, query=QUERY, pagination=next_page, allowed_hosts=[f"127.0.0.1:{port}"]
+    )
+
+    def run_operator() -> float:
+        state["page"] = 0
+        started = time.perf_counter()
+        result = operator.execute({})
+        assert len(result) == pages
+        return (time.perf_counter() - started) / pages
+
+    # What a hand-written task does: a stock requests.Session with the same SigV4 auth.
+    plain = requests.Session()
+    plain.auth = signed.auth
+
+    def run_plain() -> float:
+        return 1 / throughput(plain, url, pages)
+
+    run_operator()
+    run_plain()
+    ratios, op_times, plain_times = [], [], []
+    for round_ in range(rounds):
+        if round_ % 2:
+            o, p = run_operator(), run_plain()
+        else:
+            p, o = run_plain(), run_operator()
+        op_times.append(o)
+        plain_times.append(p)
+        ratios.append(o / p)
+    extra_us = (statistics.median(op_times) - statistics.median(plain_times)) * 1e6
+    print("[operator vs plain signed loop, minimal keep-alive server]")
+    print(f"  plain signed loop: {statistics.median(plain_times) * 1e6:8.0f} us/request (median of {rounds} blocks)")
+    print(f"  operator, paged:   {statistics.median(op_times) * 1e6:8.0f} us/request ({pages} pages per execute)")
+    print(f"  operator overhead: {extra_us:8.0f} us/request")
+    print(f"  ratio operator/plain: {statistics.median(ratios):.3f} (median of paired blocks; target <= 1.20)")
+    plain.close()
+    return statistics.median(ratios)
 
 
 def start_devstack() -> tuple[subprocess.Popen[str], dict[str, str]]:
@@ -127,6 +193,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=25, help="GETs per block")
     parser.add_argument("--rounds", type=int, default=200, help="pairs of adjacent unsigned/signed blocks")
+    parser.add_argument("--pages", type=int, default=100, help="pages per operator execute")
+    parser.add_argument("--operator-rounds", type=int, default=30, help="pairs of operator/plain blocks")
     args = parser.parse_args()
 
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
@@ -140,9 +208,15 @@ def main() -> None:
         hook = CognitoIamHook(allowed_hosts=[f"127.0.0.1:{port}"])
         assert hook.request("GET", "/whoami").status_code == 200  # the signature really verifies
         signed = hook.get_session()
-        compare(signed, f"http://127.0.0.1:{port}/orders", args.rounds, args.requests, "minimal keep-alive server")
+        minimal_url = f"http://127.0.0.1:{port}/orders"
+        signing = compare(signed, minimal_url, args.rounds, args.requests, "minimal keep-alive server")
         compare(signed, f"{info['api_url']}/_stats", args.rounds, args.requests, "devstack API (werkzeug)")
+        operator = compare_operator(signed, minimal_url, port, args.operator_rounds, args.pages)
         hook.close()
+        print(
+            f"ratio_signed_over_unsigned={signing:.3f} (target >= 0.90) "
+            f"ratio_operator_over_plain={operator:.3f} (target <= 1.20)"
+        )
     finally:
         for process in (minimal, devstack):
             process.send_signal(signal.SIGTERM)

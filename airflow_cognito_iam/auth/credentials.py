@@ -23,6 +23,7 @@ from airflow_cognito_iam.auth.identity_pool import IdentityPoolExchanger, IdToke
 from airflow_cognito_iam.auth.machine import ClientCredentialsAuthenticator
 from airflow_cognito_iam.auth.models import CognitoTokens, IdentityCredentials
 from airflow_cognito_iam.auth.settings import CognitoSettings
+from airflow_cognito_iam.auth.startup import freeze_startup_heap
 from airflow_cognito_iam.auth.user_pool import CLOCK_SKEW_SECONDS, UserPoolAuthenticator
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ class CognitoCredentialProvider:
         self._rejected: str | None = None
         self._lock = threading.RLock()
         self._announced = False
+        # Built when a task starts work, after its imports: keep them out of the next full GC.
+        freeze_startup_heap()
         #: Where the credentials (or tokens) in use came from, for the one INFO line per task.
         self.source: str | None = None
 
@@ -297,6 +300,11 @@ class CognitoCredentialProvider:
             else:
                 self._tokens = tokens
                 self.source = "exchanged the cached ID token"
+            warm_up = getattr(self._cache, "warm_up", None)
+            if warm_up is not None:
+                # The file cache derives its key (scrypt, no GIL) during the identity pool's round
+                # trips: after the SRP arithmetic, so the two never compete for a core.
+                warm_up()
             self._seed_identity(cached)
             try:
                 credentials = self.exchanger.get_credentials(tokens.id_token)

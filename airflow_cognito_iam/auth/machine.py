@@ -22,6 +22,7 @@ from airflow_cognito_iam.auth.deadline import AttemptDeadline, DeadlineHTTPAdapt
 from airflow_cognito_iam.auth.errors import AuthenticationError, CognitoIamError, ConfigurationError
 from airflow_cognito_iam.auth.models import CognitoTokens
 from airflow_cognito_iam.auth.retry import TRANSIENT_HTTP_STATUSES, RetryPolicy, is_transient_api
+from airflow_cognito_iam.auth.sessions import EnvironmentOnceSession
 from airflow_cognito_iam.auth.settings import CognitoSettings
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class ClientCredentialsAuthenticator:
         s = self.settings
         assert s.oauth_token_url is not None
         if self._session is None:
-            self._session = requests.Session()
+            self._session = EnvironmentOnceSession()
             self._session.mount("https://", DeadlineHTTPAdapter())
             self._session.mount("http://", DeadlineHTTPAdapter())
         form = {"grant_type": "client_credentials"}

@@ -10,6 +10,7 @@ it goes (``http://a:9\\@b/`` is ``b`` to one and ``a`` to the other).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -47,9 +48,13 @@ def normal_host(host: str) -> str:
     return encoded.strip("[]").lower()
 
 
+#: One C-level scan instead of a Python loop over every character (it ran on every request).
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def origin_of(url: str) -> Origin:
     """The origin a request to ``url`` reaches; UnsafeUrlError when that is not clear-cut."""
-    if any(ord(c) < 0x20 or c == "\x7f" for c in url):
+    if _CONTROL_CHARACTER.search(url):
         raise UnsafeUrlError(url, "contains control characters")
     try:
         split = urlsplit(url)

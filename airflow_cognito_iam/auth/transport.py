@@ -23,6 +23,7 @@ from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import tenacity
 
 from airflow_cognito_iam.auth import metrics
 from airflow_cognito_iam.auth.bodies import ReplayableBody, read_error_excerpt
@@ -37,6 +38,7 @@ from airflow_cognito_iam.auth.errors import (
 from airflow_cognito_iam.auth.origins import OriginPin, describe_origin, origin_of
 from airflow_cognito_iam.auth.retry import (
     TRANSIENT_HTTP_STATUSES,
+    Classifier,
     RetryPolicy,
     clock_offset_of,
     describe_exception,
@@ -153,6 +155,7 @@ class ApiTransport:
         self.policy = policy
         self._refresh = refresh
         self._secrets = secrets
+        self._retryings: dict[tuple[int, Classifier, str], tuple[RetryPolicy, tenacity.Retrying]] = {}
 
     def send(
         self,
@@ -182,7 +185,6 @@ class ApiTransport:
         kwargs["stream"], keep_open = True, bool(kwargs.get("stream", False))
         policy = retry_policy or self.policy
         repeatable = is_transient_api if method in IDEMPOTENT_METHODS or retry_non_idempotent else _safe_to_repeat
-        classifier = _not_ours(repeatable)
         where = loggable(url)
         body = ReplayableBody.wrap(kwargs.get("data"))
         state = {"attempt": 0, "refreshed": False}
@@ -215,7 +217,7 @@ class ApiTransport:
                 return response
 
         try:
-            response: requests.Response = policy.retrying(classifier, what=f"{method} {where}")(attempt)
+            response: requests.Response = self._retrying(policy, repeatable, f"{method} {where}")(attempt)
         except requests.RequestException as exc:
             if is_permanent_request_error(exc):
                 raise ApiRefusalError(f"{method} {where} failed: {_permanent_hint(exc)}") from None
@@ -232,7 +234,24 @@ class ApiTransport:
             raise TransientError(f"{method} {where} failed: HTTP {response.status_code} {response.reason or ''}")
         if check_response and response.status_code >= 400:
             raise self.refusal(method, where, response)
+        response.__dict__[_ATTEMPTS] = state["attempt"]
         return response
+
+    def _retrying(self, policy: RetryPolicy, repeatable: Classifier, what: str) -> tenacity.Retrying:
+        """One tenacity object per (policy, classifier, request name), built once and reused.
+
+        Building it cost more than signing; tenacity keeps each call's state thread-locally, so one
+        object serves every page and every thread of this connection.
+        """
+        key = (id(policy), repeatable, what)
+        cached = self._retryings.get(key)
+        if cached is not None and cached[0] is policy:  # the same policy object, not a recycled id
+            return cached[1]
+        retrying = policy.retrying(_NOT_OURS[repeatable], what=what)
+        if len(self._retryings) >= _MAX_RETRYINGS:
+            self._retryings.clear()
+        self._retryings[key] = (policy, retrying)
+        return retrying
 
     def _follow(self, attempt: _Attempt, method: str, url: str, kwargs: dict[str, Any]) -> requests.Response:
         """Send, following same-origin redirects for GET/HEAD (each hop signed for its own URL)."""
@@ -413,6 +432,17 @@ def _safe_to_repeat(exc: BaseException) -> bool:
     if is_transient_api_before_send(exc):
         return True
     return isinstance(exc, requests.HTTPError) and exc.response is not None and exc.response.status_code == 429
+
+
+_NOT_OURS: dict[Classifier, Classifier] = {c: _not_ours(c) for c in (is_transient_api, _safe_to_repeat)}
+#: Distinct request names (method + path + query names) whose retry objects are kept per transport.
+_MAX_RETRYINGS = 256
+_ATTEMPTS = "_cognito_iam_attempts"
+
+
+def attempts_of(response: requests.Response) -> int:
+    """How many attempts the transport made for ``response`` (1 when it did not send it)."""
+    return int(response.__dict__.get(_ATTEMPTS, 1))
 
 
 def _role_name(principal: str) -> str:

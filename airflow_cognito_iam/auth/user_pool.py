@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pycognito.aws_srp import AWSSRP, generate_hash_device, long_to_hex
 
 from airflow_cognito_iam.auth import metrics
 from airflow_cognito_iam.auth.cognito_client import (
@@ -41,6 +40,7 @@ from airflow_cognito_iam.auth.errors import AuthenticationError, ClockSkewError,
 from airflow_cognito_iam.auth.models import CognitoTokens, DeviceInfo
 from airflow_cognito_iam.auth.retry import RetryPolicy
 from airflow_cognito_iam.auth.settings import CognitoSettings
+from airflow_cognito_iam.auth.srp_math import AWSSRP, generate_hash_device, long_to_hex
 from airflow_cognito_iam.auth.totp import SHARED_TOTP_LEDGER, TOTP_STEP_SECONDS, TotpStepLedger, totp_code
 from airflow_cognito_iam.auth.user_pool_errors import RefreshTokenRejectedError, SignInErrors, TotpRejectedError
 

@@ -32,6 +32,7 @@ from airflow_cognito_iam.auth.errors import CognitoIamError, ConfigurationError
 from airflow_cognito_iam.auth.models import CognitoTokens
 from airflow_cognito_iam.auth.origins import OriginPin
 from airflow_cognito_iam.auth.retry import RetryPolicy, describe_exception
+from airflow_cognito_iam.auth.sessions import EnvironmentOnceSession
 from airflow_cognito_iam.auth.settings import CognitoSettings
 from airflow_cognito_iam.auth.signing import BearerTokenAuth, CognitoSigV4Auth
 from airflow_cognito_iam.auth.transport import AUTH_MODES, ApiTransport, AuthMode
@@ -227,10 +228,11 @@ class CognitoIamHook(BaseHook):
 
         One per thread: ``requests.Session`` is not documented as thread-safe, so the fan-out's
         workers (or a user's own threads) each get theirs, all signing with the same credentials.
+        Proxy settings (HTTPS_PROXY, NO_PROXY, ...) are read once per origin, not per request.
         """
         key = (mode, threading.get_ident())
         if key not in self._sessions:
-            session = requests.Session()
+            session = EnvironmentOnceSession()
             # Sockets a per-attempt deadline can reach: `timeout` bounds the whole attempt.
             adapter = DeadlineHTTPAdapter()
             session.mount("https://", adapter)

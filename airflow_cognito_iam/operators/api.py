@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json as jsonlib
 import socket
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,15 @@ from airflow_cognito_iam.auth.errors import (
 )
 from airflow_cognito_iam.auth.retry import RetryPolicy
 from airflow_cognito_iam.auth.settings import MAX_RETRY_SECONDS, parse_number
-from airflow_cognito_iam.auth.transport import AUTH_MODES, IDEMPOTENT_METHODS, METHODS, AuthMode, check_headers
+from airflow_cognito_iam.auth.throttle import PoolThrottle
+from airflow_cognito_iam.auth.transport import (
+    AUTH_MODES,
+    IDEMPOTENT_METHODS,
+    METHODS,
+    AuthMode,
+    attempts_of,
+    check_headers,
+)
 from airflow_cognito_iam.formats import (
     CONTENT_TYPES,
     OUTPUT_FORMATS,
@@ -44,7 +53,14 @@ from airflow_cognito_iam.formats import (
     compression_for,
 )
 from airflow_cognito_iam.object_storage import NATIVE_SCHEMES, Destination, ObjectStorageSink, resolve
-from airflow_cognito_iam.storage import Sink, StorageError, open_sink, parse_destination
+from airflow_cognito_iam.storage import (
+    DEFAULT_UPLOAD_CONCURRENCY,
+    Sink,
+    StorageError,
+    check_upload_concurrency,
+    open_sink,
+    parse_destination,
+)
 from airflow_cognito_iam.triggers.api import dotted_path
 
 #: The default job check (``airflow_cognito_iam.checks.job_status``), by dotted path.
@@ -134,6 +150,8 @@ class CognitoIamApiOperator(BaseOperator):
     :param destination: ``s3://bucket/key`` or ``file:///path`` (templated). Omit to return the
         result to XCom. The object appears only when complete; a re-run overwrites it.
     :param aws_conn_id: AWS connection for ``s3://`` destinations (amazon provider).
+    :param upload_concurrency: parts of an ``s3://`` multipart upload in flight at once (memory:
+        that many 8 MiB parts plus one).
     :param max_xcom_bytes: largest result returned to XCom; larger results fail, naming ``destination``.
     :param max_attempts: attempts per request for 429/502/503/504 and connection errors.
     :param max_retry_seconds: total time budget for the attempts of one request.
@@ -160,6 +178,8 @@ class CognitoIamApiOperator(BaseOperator):
         "status_endpoint",
     )
     template_fields_renderers = {"query": "json", "json": "json", "headers": "json", "data": "py"}
+    #: A fan-out's pool-wide gate (operators/fanout.py); a single request path has none.
+    _throttle: PoolThrottle | None = None
     ui_color = "#ff9900"
 
     def __init__(
@@ -181,6 +201,7 @@ class CognitoIamApiOperator(BaseOperator):
         destination_conn_id: str | None = None,
         output_format: OutputFormat = "jsonl",
         compression: Compression | None = None,
+        upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY,
         max_xcom_bytes: int = DEFAULT_MAX_XCOM_BYTES,
         max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
         max_attempts: int = 5,
@@ -215,6 +236,10 @@ class CognitoIamApiOperator(BaseOperator):
             problems.append(f"output_format={output_format!r} must be one of {list(OUTPUT_FORMATS)}")
         if compression not in (None, "gzip"):
             problems.append(f"compression={compression!r} must be 'gzip' or None")
+        try:
+            check_upload_concurrency(upload_concurrency)
+        except ValueError as exc:
+            problems.append(str(exc))
         if deferrable and status_endpoint:
             job_numbers: dict[str, str] = {}
             parse_number(poll_interval, "poll_interval", 0.01, 86400, job_numbers)
@@ -242,6 +267,7 @@ class CognitoIamApiOperator(BaseOperator):
         self.destination_conn_id = destination_conn_id
         self.output_format = output_format
         self.compression = compression
+        self.upload_concurrency = upload_concurrency
         self.max_xcom_bytes = int(max_xcom_bytes)
         self.max_page_bytes = int(max_page_bytes)
         self.max_attempts = int(max_attempts)
@@ -258,6 +284,9 @@ class CognitoIamApiOperator(BaseOperator):
         self.job_timeout = job_timeout
         self._active_sink: Sink | None = None
         self._active_response: requests.Response | None = None
+        self._urls: dict[str, str] = {}
+        self._body_retryings: dict[str, Any] = {}
+        self._batch = _Batch()
 
     @cached_property
     def request_retry_policy(self) -> RetryPolicy:
@@ -292,11 +321,12 @@ class CognitoIamApiOperator(BaseOperator):
         return self._classified(lambda: self._run(context))
 
     def _run(self, context: Context) -> Any:
+        self._batch = _Batch()
         if self.destination:
             _ = self._destination  # resolves and validates it (scheme, key, compression)
         check_headers(self.headers)
         # Resolves the connection and refuses a foreign host before any network call.
-        self.hook.url_for(self.endpoint)
+        self._url(self.endpoint)
         if self.destination:
             return self._to_destination(context, self._destination.uri)
         return self._to_xcom(context)
@@ -352,11 +382,18 @@ class CognitoIamApiOperator(BaseOperator):
             "headers": self.headers,
         }
 
+    def _url(self, endpoint: str) -> str:
+        """The pinned URL of ``endpoint``, joined and checked once per distinct endpoint."""
+        url = self._urls.get(endpoint)
+        if url is None:
+            url = self._urls[endpoint] = self.hook.url_for(endpoint)
+        return url
+
     def _send(self, request: Mapping[str, Any]) -> requests.Response:
         """One signed request with the status read and the body not yet read."""
-        self._active_response = response = self.hook.request(
+        self._active_response = response = self.hook.transport.send(
             self.method,
-            request["endpoint"],
+            self._url(request["endpoint"]),
             mode=self.auth,
             retry_non_idempotent=self.retry_non_idempotent,
             retry_policy=self.request_retry_policy,
@@ -365,14 +402,23 @@ class CognitoIamApiOperator(BaseOperator):
             data=request["data"],
             headers=request["headers"] or None,
             stream=True,
+            throttle=self._throttle,
         )
+        self._batch.add(response)
         return response
 
     def _body_retrying(self, request: Mapping[str, Any]) -> Any:
-        """Tenacity retrying for a body that broke off mid-read; safe only for idempotent methods."""
-        repeatable = self.method in IDEMPOTENT_METHODS or self.retry_non_idempotent
-        policy = self.request_retry_policy if repeatable else RetryPolicy(max_attempts=1)
-        return policy.retrying(is_broken_body, what=f"{self.method} {_path_of(request['endpoint'])} body")
+        """Tenacity retrying for a body that broke off mid-read; safe only for idempotent methods.
+
+        Built once per endpoint path, not per page (tenacity keeps each call's state per thread).
+        """
+        what = f"{self.method} {_path_of(request['endpoint'])} body"
+        retrying = self._body_retryings.get(what)
+        if retrying is None:
+            repeatable = self.method in IDEMPOTENT_METHODS or self.retry_non_idempotent
+            policy = self.request_retry_policy if repeatable else RetryPolicy(max_attempts=1)
+            retrying = self._body_retryings[what] = policy.retrying(is_broken_body, what=what)
+        return retrying
 
     def _fetch_page(self, request: Mapping[str, Any], limit: int | None = None) -> requests.Response:
         """Fetch a whole page into memory, fetching it again if its body breaks off.
@@ -389,7 +435,7 @@ class CognitoIamApiOperator(BaseOperator):
             try:
                 with watching_body(response, self.hook.settings.timeout, where) as watch:
                     try:
-                        read_capped(response, cap)
+                        self._batch.received += len(read_capped(response, cap))
                     except is_broken_body_types() as exc:
                         if watch.fired:
                             raise watch.error() from None
@@ -434,7 +480,7 @@ class CognitoIamApiOperator(BaseOperator):
                 return
             request = merge_request(request, changes)
             try:
-                self.hook.url_for(request["endpoint"])
+                self._url(request["endpoint"])
             except HostNotAllowedError as exc:
                 raise AirflowFailException(f"pagination pointed outside the allowed hosts: {exc}") from exc
             fingerprint = _fingerprint(request)
@@ -489,7 +535,9 @@ class CognitoIamApiOperator(BaseOperator):
         result = results[0] if self.pagination is None else results
         size = len(jsonlib.dumps(result, default=str).encode())
         self._refuse_if_too_large(size)
-        self.log.info("%s: %d page(s), %d bytes returned to XCom", self._described(), pages, size)
+        self.log.info(
+            "%s: %d page(s), %d bytes returned to XCom; %s", self._described(), pages, size, self._batch.describe()
+        )
         return result
 
     def _safe_pages(self, context: Context, limit: Callable[[], int | None]) -> Iterator[requests.Response]:
@@ -515,12 +563,13 @@ class CognitoIamApiOperator(BaseOperator):
         else:
             summary = self._write_pages(context, uri)
         self.log.info(
-            "%s: %d page(s), %d record(s), %d bytes written to %s",
+            "%s: %d page(s), %d record(s), %d bytes written to %s; %s",
             self._described(),
             summary["pages"],
             summary["records"],
             summary["bytes"],
             uri,
+            self._batch.describe(),
         )
         self._summary = summary  # for the lineage facets on complete
         self._emit_asset_event(context, summary)
@@ -536,7 +585,12 @@ class CognitoIamApiOperator(BaseOperator):
         if destination.path is not None and destination.scheme not in NATIVE_SCHEMES:
             sink: Sink = ObjectStorageSink(uri, destination.path)
         else:
-            sink = open_sink(uri, destination.conn_id or self.aws_conn_id, content_type=content_type)
+            sink = open_sink(
+                uri,
+                destination.conn_id or self.aws_conn_id,
+                content_type=content_type,
+                upload_concurrency=self.upload_concurrency,
+            )
         self._active_sink = sink  # what on_kill discards
         return sink
 
@@ -572,6 +626,7 @@ class CognitoIamApiOperator(BaseOperator):
                         # task for ever, and a large body is not cut off by a total deadline.
                         for chunk in response.iter_content(STREAM_CHUNK_BYTES):
                             watch.rearm(timeout)
+                            self._batch.received += len(chunk)
                             writer.write_raw(chunk)  # one body is stored as received (maybe gzipped)
                             lines += chunk.count(b"\n")
                             last = chunk[-1:] or last
@@ -670,6 +725,27 @@ class CognitoIamApiOperator(BaseOperator):
                 uri,
                 uri,
             )
+
+
+class _Batch:
+    """What the one INFO summary of a task's requests says: statuses, attempts, bytes received.
+
+    Per attempt there is only a DEBUG line (auth/transport.py); an INFO line per page cost about a
+    tenth of the per-request time against a fast API.
+    """
+
+    def __init__(self) -> None:
+        self.statuses: Counter[int] = Counter()
+        self.attempts = 0
+        self.received = 0  # decoded body bytes read
+
+    def add(self, response: requests.Response) -> None:
+        self.statuses[response.status_code] += 1
+        self.attempts += attempts_of(response)
+
+    def describe(self) -> str:
+        statuses = ", ".join(f"HTTP {status} x{count}" for status, count in sorted(self.statuses.items()))
+        return f"{statuses or 'no responses'}, {self.attempts} attempt(s), {self.received} bytes received"
 
 
 class _BodyTooLarge(Exception):

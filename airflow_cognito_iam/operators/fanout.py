@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from requests import Response
 
 from airflow_cognito_iam.auth.errors import (
     ApiRefusalError,
@@ -227,22 +226,6 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
 
     def _content_type(self) -> str | None:
         return CONTENT_TYPES[self.output_format]  # always records, one tagged line each
-
-    def _send(self, request: Mapping[str, Any]) -> Response:
-        """The base operator's request, plus the pool's throttle."""
-        return self.hook.request(
-            self.method,
-            request["endpoint"],
-            mode=self.auth,
-            retry_non_idempotent=self.retry_non_idempotent,
-            retry_policy=self.request_retry_policy,
-            throttle=self._throttle,
-            params=request["query"] or None,
-            json=request["json"],
-            data=request["data"],
-            headers=request["headers"] or None,
-            stream=True,
-        )
 
     # -- landing --------------------------------------------------------------------------------
 

@@ -96,6 +96,44 @@ def test_a_500_on_the_part_uploaded_inside_commit_aborts_too(cognito_iam_conn: A
     assert keys(stack, "last-part-fails/") == []
 
 
+def test_a_part_failing_in_a_worker_mid_upload_stops_the_writes_and_aborts(cognito_iam_conn: Any) -> None:
+    stack = cognito_iam_conn
+    client = stack.s3_client()
+    hits = fail_s3(client, "UploadPart", when=lambda params: params.get("PartNumber") == 2)
+    sent: list[int] = []
+    client.meta.events.register(
+        "provide-client-params.s3.UploadPart", lambda params, **kwargs: sent.append(params["PartNumber"])
+    )
+    key = "worker-part-fails/big.bin"
+    sink = S3Sink(f"s3://{stack.bucket}/{key}", stack.bucket, key, client, part_size=5 * MiB, upload_concurrency=3)
+    written: list[int] = []
+
+    def write_40_parts() -> None:
+        with sink:
+            for number in range(40):  # the failure of part 2 must stop the writer long before 40
+                sink.write(b"c" * (5 * MiB))
+                written.append(number)
+
+    with pytest.raises(StorageError, match="UploadPart"):
+        write_40_parts()
+    assert hits
+    assert len(written) < 40
+    assert max(sent) < 40
+    assert open_uploads(stack) == []
+    assert keys(stack, "worker-part-fails/") == []
+
+
+def test_parallel_parts_arrive_byte_exact_in_part_order(cognito_iam_conn: Any) -> None:
+    stack = cognito_iam_conn
+    client = stack.s3_client()
+    key = "parallel/ordered.bin"
+    chunks = [bytes([65 + i]) * (3 * MiB + i) for i in range(9)]  # parts straddle the writes
+    with S3Sink(f"s3://{stack.bucket}/{key}", stack.bucket, key, client, part_size=5 * MiB) as sink:
+        for chunk in chunks:
+            sink.write(chunk)
+    assert client.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == b"".join(chunks)
+
+
 def test_no_such_bucket_names_the_bucket_and_key(cognito_iam_conn: Any) -> None:
     stack = cognito_iam_conn
     sink = S3Sink("s3://no-such-bucket-x/k/orders.jsonl", "no-such-bucket-x", "k/orders.jsonl", stack.s3_client())

@@ -88,6 +88,8 @@ def test_template_fields_are_the_documented_ones_and_avoid_reserved_names() -> N
         ({"max_xcom_bytes": 0}, "max_xcom_bytes"),
         ({"max_attempts": 0}, "max_attempts"),
         ({"allowed_hosts": "example.com"}, "allowed_hosts"),
+        ({"upload_concurrency": 0}, "upload_concurrency"),
+        ({"upload_concurrency": 2.5}, "upload_concurrency"),
     ],
 )
 def test_bad_arguments_fail_at_dag_parse_naming_the_argument(kwargs: dict[str, object], fragment: str) -> None:

@@ -215,6 +215,11 @@ def test_s3_failure_on_rerun_keeps_previous_object(s3: Any) -> None:
     assert s3.get_object(Bucket=BUCKET, Key="rerun/orders.jsonl")["Body"].read() == b"run 3\n"
 
 
+def test_s3_upload_concurrency_out_of_range_is_refused(s3: Any) -> None:
+    with pytest.raises(ValueError, match="upload_concurrency must be a whole number from 1 to 64"):
+        open_sink(f"s3://{BUCKET}/x", upload_concurrency=0)
+
+
 def test_s3_part_size_below_minimum_is_refused(s3: Any) -> None:
     with pytest.raises(ValueError, match="part_size"):
         open_sink(f"s3://{BUCKET}/x", part_size=1024)
