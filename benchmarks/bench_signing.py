@@ -23,7 +23,6 @@ request). The last line prints both ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -37,6 +36,8 @@ from typing import Any
 import requests
 
 # A typical job's query: a date and a page size (awkward characters are covered by the tests).
+from devstack_process import start_devstack
+
 QUERY = {"date": "2024-01-02", "limit": "100"}
 
 
@@ -169,24 +170,6 @@ def compare_operator(signed: requests.Session, url: str, port: int, rounds: int,
     print(f"  ratio operator/plain: {statistics.median(ratios):.3f} (median of paired blocks; target <= 1.20)")
     plain.close()
     return statistics.median(ratios)
-
-
-def start_devstack() -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """``python -m airflow_cognito_iam.devstack up`` in a child process; its JSON settings."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_cognito_iam.devstack", "up"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    document = ""
-    for line in process.stdout:  # one (indented) JSON document, then the stack keeps running
-        document += line
-        if line.rstrip() == "}":
-            return process, json.loads(document)
-    process.kill()
-    raise SystemExit("the devstack did not start")
 
 
 def main() -> None:

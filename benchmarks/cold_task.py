@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from devstack_process import start_devstack
+
 PHASES = ("imports", "build", "srp", "calls", "cache", "request")
 
 
@@ -163,24 +165,6 @@ def child_control() -> dict[str, float]:
         "cache": 0.0,
         "request": request,
     }
-
-
-def start_devstack() -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """``python -m airflow_cognito_iam.devstack up`` in its own process; its JSON settings."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_cognito_iam.devstack", "up"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    document = ""
-    for line in process.stdout:
-        document += line
-        if line.rstrip() == "}":
-            return process, json.loads(document)
-    process.kill()
-    raise SystemExit("the devstack did not start")
 
 
 def run(kind: str, env: dict[str, str]) -> dict[str, float]:

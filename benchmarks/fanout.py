@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import signal
 import subprocess
 import sys
@@ -37,30 +36,11 @@ import time
 from pathlib import Path
 
 import requests
+from devstack_process import connection_env, start_devstack
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DAG_ID = "cognito_iam_bench_mapped"
-
-
-def start_devstack() -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """The devstack in its own process; returns it and the connection variables it printed."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_cognito_iam.devstack", "up", "--env"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    env: dict[str, str] = {}
-    while len(env) < 2:
-        line = process.stdout.readline()
-        if not line:
-            raise SystemExit("the devstack did not start")
-        if line.startswith("export "):
-            name, _, value = line[len("export ") :].strip().partition("=")
-            env[name] = shlex.split(value)[0]
-    return process, env
 
 
 def customers(count: int) -> list[str]:
@@ -175,7 +155,8 @@ def main() -> None:
     os.environ["AIRFLOW_HOME"] = str(workdir / "airflow")
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ["AIRFLOW_COGNITO_IAM_CACHE_DIR"] = str(workdir / "cache")
-    devstack, stack_env = start_devstack()
+    devstack, info = start_devstack()
+    stack_env = connection_env(info)
     try:
         os.environ.update(stack_env)
         api_url = json.loads(stack_env["AIRFLOW_CONN_COGNITO_IAM_DEFAULT"])["host"]
