@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from airflow_cognito_iam.devstack import DevStack
 from tests.e2e.cluster import Cluster
@@ -156,7 +157,7 @@ def cluster() -> Iterator[Cluster]:
     assert not running.leftovers()
 
 
-def test_a_triggerer_restarted_mid_wait_resumes_without_a_second_post(cluster: Cluster) -> None:
+def test_a_restarted_triggerer_resumes_without_a_second_post_and_rides_out_503s(cluster: Cluster) -> None:
     cluster.reset_devstack()
     run_id = cluster.trigger_run("cognito_iam_async_export", {"polls": 1000, "seconds": 0})
     wait_for_states(cluster, "cognito_iam_async_export", run_id, {"deferred": 1}, timeout=300)
@@ -176,6 +177,12 @@ def test_a_triggerer_restarted_mid_wait_resumes_without_a_second_post(cluster: C
         assert time.monotonic() < deadline, "the restarted triggerer never polled"
         time.sleep(1)
     requests_post = cluster.devstack_stats()["api"]["routes"]["POST /jobs"]
+    # A 503 storm longer than one poll's retries (5 attempts): the wait rides it out.
+    storm = {"kind": "503", "count": 8, "retry_after": 0, "path_prefix": "/jobs/"}
+    requests.post(f"{cluster.devstack['api_url']}/_control/faults", json=storm, timeout=30).raise_for_status()
+    while _statuses(cluster).get("503", 0) < 8:
+        assert time.monotonic() < deadline + 120, "the polls stopped during the storm (or it never reached them)"
+        time.sleep(1)
     cluster.finish_jobs()
 
     states = wait_for_states(cluster, "cognito_iam_async_export", run_id, {"success": 1}, timeout=300)
@@ -194,5 +201,10 @@ def test_a_hundred_deferred_sensors_share_one_sign_in(cluster: Cluster) -> None:
     assert figures["signins"] == 1
 
 
+def _statuses(cluster: Cluster) -> dict[str, int]:
+    statuses: dict[str, int] = cluster.devstack_stats()["api"]["routes"].get("GET /jobs/{id}", {})
+    return statuses
+
+
 def _polls(cluster: Cluster) -> int:
-    return sum(cluster.devstack_stats()["api"]["routes"].get("GET /jobs/{id}", {}).values())
+    return sum(_statuses(cluster).values())
