@@ -224,7 +224,10 @@ def _read_request(reader: Any) -> Seen | None:
     if not line:
         return None
     parts = line.decode("latin-1").split(" ", 2)
-    if len(parts) != 3:  # not HTTP (e.g. a TLS hello sent to this plain-http port)
+    # Not HTTP (e.g. a TLS hello sent to this plain-http port): hang up. The version check matters:
+    # a hello's random bytes hold two spaces before a newline now and then, and reading "headers"
+    # from it would block until the client's deadline, turning a TLS failure into a timeout.
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
         return None
     method, path, _ = parts
     headers: dict[str, str] = {}
