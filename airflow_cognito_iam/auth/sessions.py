@@ -53,8 +53,11 @@ class EnvironmentOnceSession(requests.Session):
                 self._ca_bundle_read = True
             verify = self._ca_bundle or verify
         merge: Any = requests.sessions.merge_setting  # untyped in the stubs
+        # merge_setting of two dicts costs two runtime Protocol checks in requests 2.34: skip it
+        # when the session has no proxies of its own (the result is the same).
+        proxies = merge(dict(environment_proxies), self.proxies) if self.proxies else dict(environment_proxies)
         return {
-            "proxies": merge(dict(environment_proxies), self.proxies),
+            "proxies": proxies,
             "stream": merge(stream, self.stream),
             "verify": merge(verify, self.verify),
             "cert": merge(cert, self.cert),
