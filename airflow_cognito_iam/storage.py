@@ -8,6 +8,7 @@ partial object and a re-run of the same logical date simply overwrites the same 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -420,9 +421,7 @@ def open_sink(
     if scheme == "file":
         return FileSink(uri, Path(key))
     if s3_client is None:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        s3_client = S3Hook(aws_conn_id=aws_conn_id).get_conn()
+        s3_client = _s3_hook_class()(aws_conn_id=aws_conn_id).get_conn()
     return S3Sink(
         uri,
         bucket,
@@ -432,3 +431,22 @@ def open_sink(
         content_type=content_type,
         upload_concurrency=upload_concurrency,
     )
+
+
+@functools.cache
+def _s3_hook_class() -> Any:
+    """The amazon provider's S3Hook, told who its caller is instead of finding out.
+
+    To tag its user agent, the provider finds the calling operator with ``inspect.stack()``,
+    which reads the source file of every frame on the stack: 140 ms per client measured here,
+    more under a task runner's deeper stack, paid by every task that writes to S3. Naming the
+    caller keeps the tag and skips the search; if a provider release drops the private method,
+    the override is simply never called.
+    """
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    class NamedCallerS3Hook(S3Hook):
+        def _get_caller(self, target_function_name: str = "execute") -> str:
+            return "CognitoIamApiOperator"
+
+    return NamedCallerS3Hook
