@@ -2,25 +2,30 @@
 
 The control is what a hand-written task would do: a signed ``requests`` stream handed to boto3's
 ``upload_fileobj`` (its default TransferConfig: 8 MiB parts, 10 threads). Both run in the same run,
-alternating, each in its own child process so that only its memory is measured; the devstack (which
-keeps uploaded objects in memory) runs in this process.
+alternating, each in its own child process so that only its memory is measured. The devstack's API
+runs in this process and S3 in a moto server process of its own (``--s3 shared`` puts S3 back in
+the devstack): sharing one GIL, generating the export and receiving the parts slowed each other,
+and that contention, not the client, set both sides' pace.
 
 Prints each side's peak RSS growth and throughput, then the ratio. Targets: operator/control
 throughput >= 0.9, operator peak RSS growth <= 64 MiB (at 1 GiB).
 
-    .venv/bin/python benchmarks/bench_stream_s3.py [--size-mb 200] [--rounds 2]
+    .venv/bin/python benchmarks/bench_stream_s3.py [--size-mb 200] [--rounds 2] [--s3 own|shared]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 TARGET_GROWTH_MIB = 64
@@ -51,7 +56,9 @@ def run_child(size_mb: int, bucket: str, control: bool) -> None:
         return result
 
     def stream_control(mb: int) -> dict[str, object]:
-        # requests stream -> upload_fileobj, signed by the same credentials.
+        # requests stream -> upload_fileobj, signed by the same credentials. The S3 client is built
+        # inside the timed window, as the operator builds its own (it was outside until 2026-12-02).
+        s3 = S3Hook(aws_conn_id="aws_default").get_conn()
         response = requests.get(hook.url_for("/export"), params={"size_mb": mb}, auth=auth, stream=True, timeout=60)
         response.raise_for_status()
         response.raw.decode_content = True
@@ -60,7 +67,7 @@ def run_child(size_mb: int, bucket: str, control: bool) -> None:
         return {"bytes": counted.bytes, "records": counted.lines}
 
     # Imports and the sign-in are one-off costs that do not grow with the body; everything else
-    # (S3 client, part buffers, HTTP buffers) is counted.
+    # (S3 client, part buffers, HTTP buffers) is counted, on both sides.
     import requests
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.sdk.bases.operator import ExecutorSafeguard
@@ -73,7 +80,6 @@ def run_child(size_mb: int, bucket: str, control: bool) -> None:
     hook = CognitoIamHook()
     hook.get_credentials()
     auth = hook.get_auth()
-    s3: Any = S3Hook(aws_conn_id="aws_default").get_conn() if control else None
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # resets VmHWM (peak RSS) to the current RSS
     before = _status_kib("VmRSS")
@@ -99,10 +105,55 @@ class _Counting:
         return data
 
 
+@contextlib.contextmanager
+def _moto_s3_process() -> Iterator[str]:
+    """``moto_server`` on a free loopback port, stopped (by PID) on exit; yields its endpoint URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    raise SystemExit("moto_server exited at start") from None
+                time.sleep(0.1)
+        else:
+            raise SystemExit("moto_server did not start within 30 s")
+        yield endpoint
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _s3_client(endpoint: str, region: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id="DEVSTACKDUMMYKEY0000",
+        aws_secret_access_key="devstack-dummy-secret-access-key",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=200, help="MiB to stream (default 200; the target is at 1024)")
     parser.add_argument("--rounds", type=int, default=2, help="operator/control pairs, alternating order")
+    parser.add_argument("--s3", choices=("own", "shared"), default="own", help="S3 in its own process (default)")
     parser.add_argument("--child", choices=("operator", "control"), help=argparse.SUPPRESS)
     parser.add_argument("--bucket", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -114,10 +165,21 @@ def main() -> int:
 
     reports: dict[str, list[dict[str, Any]]] = {"operator": [], "control": []}
     sizes: dict[str, int] = {}
-    with DevStack() as stack:
+    with DevStack() as stack, contextlib.ExitStack() as cleanup:
         env = dict(os.environ)
         env["AIRFLOW_CONN_COGNITO_IAM_DEFAULT"] = stack.conn_json
-        env["AIRFLOW_CONN_AWS_DEFAULT"] = stack.aws_conn_json
+        aws_conn = stack.aws_conn_dict()
+        s3_client = stack.s3_client
+        if args.s3 == "own":
+            endpoint = cleanup.enter_context(_moto_s3_process())
+            aws_conn["extra"]["endpoint_url"] = endpoint
+            client = _s3_client(endpoint, stack.region)
+            location = {"LocationConstraint": stack.region}
+            location = {} if stack.region == "us-east-1" else {"CreateBucketConfiguration": location}
+            client.create_bucket(Bucket=stack.bucket, **location)
+            s3_client = lambda: client  # noqa: E731
+        env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(aws_conn)
+        print(f"S3: {'a moto server process of its own' if args.s3 == 'own' else 'in the devstack process'}")
         for round_ in range(args.rounds):
             for side in ("operator", "control") if round_ % 2 == 0 else ("control", "operator"):
                 cmd = [sys.executable, __file__, "--child", side, "--size-mb", str(args.size_mb)]
@@ -128,8 +190,8 @@ def main() -> int:
                     return done.returncode
                 reports[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
                 key = "bench/control.jsonl" if side == "control" else "bench/export.jsonl"
-                sizes[side] = stack.s3_client().head_object(Bucket=stack.bucket, Key=key)["ContentLength"]
-                stack.s3_client().delete_object(Bucket=stack.bucket, Key=key)  # the stack keeps objects in RAM
+                sizes[side] = s3_client().head_object(Bucket=stack.bucket, Key=key)["ContentLength"]
+                s3_client().delete_object(Bucket=stack.bucket, Key=key)  # the stack keeps objects in RAM
 
     figures: dict[str, tuple[float, float]] = {}
     for side, runs in reports.items():

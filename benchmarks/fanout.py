@@ -15,6 +15,8 @@ run, side by side:
   process per instance (~2 s).
 
 A line for ``--extra-concurrency`` (16) is printed for reference; the ratios are at ``--concurrency``.
+So is the machine's ceiling: bare ``http.client`` connections, unsigned (the devstack answers 403
+after the same added latency), as many threads as ``--concurrency``: what no client can beat here.
 
 Targets: ratio_fanout_over_sequential >= 6 at concurrency 8, ratio_fanout_over_mapped >= 50.
 Last line: fanout_rps=… sequential_rps=… ratio_fanout_over_sequential=… ratio_fanout_over_mapped=…
@@ -93,6 +95,36 @@ class Mode:
             f"request {self.client_cpu / self.requests * 1000:.2f} ms here, "
             f"{self.server_cpu / self.requests * 1000:.2f} ms in the devstack"
         )
+
+
+def ceiling_rps(api_url: str, count: int, concurrency: int) -> float:
+    """Requests/s of ``concurrency`` threads of bare http.client GETs: no signing, retries or parsing."""
+    import http.client
+    import threading
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(api_url)
+    paths = iter(customers(count))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+        while True:
+            with lock:
+                path = next(paths, None)
+            if path is None:
+                connection.close()
+                return
+            connection.request("GET", path)
+            connection.getresponse().read()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return count / (time.perf_counter() - started)
 
 
 def airflow_env(home: Path, stack_env: dict[str, str]) -> dict[str, str]:
@@ -175,6 +207,12 @@ def main() -> None:
                 mode.run(per_block, devstack.pid)
         for mode in modes:
             print(mode.report(), flush=True)
+        ceiling = ceiling_rps(api_url, per_block, args.concurrency)
+        print(
+            f"ceiling: bare http.client, unsigned, {args.concurrency} threads: {ceiling:.1f} requests/s "
+            f"(fan-out reaches {modes[0].rps / ceiling:.0%} of it)",
+            flush=True,
+        )
         fanout_rps, sequential_rps = modes[0].rps, modes[1].rps
 
         home = workdir / "mapped"
