@@ -174,6 +174,20 @@ def test_s3_small_body_is_one_put_object(s3: Any) -> None:
     assert _in_progress_uploads(s3) == []
 
 
+def test_s3_client_is_built_without_reading_the_stack(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider would find its caller with inspect.stack() (source reads of every frame, per client)."""
+    import inspect
+
+    def no_stack(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("inspect.stack() called while building the S3 client")
+
+    monkeypatch.setattr(inspect, "stack", no_stack)
+    with open_sink(f"s3://{BUCKET}/agent/one.jsonl", "aws_default") as sink:
+        sink.write_json_line({"a": 1})
+    assert isinstance(sink, S3Sink)
+    assert "Caller/CognitoIamApiOperator" in sink._client.meta.config.user_agent_extra
+
+
 def test_s3_large_body_is_multipart_and_byte_exact(s3: Any) -> None:
     uri = f"s3://{BUCKET}/large/blob.bin"
     chunk = bytes(range(256)) * 4096  # 1 MiB, not aligned to the part size on purpose
