@@ -329,13 +329,11 @@ def test_a_gzip_bomb_error_body_costs_a_few_kib(api: Any, bad: MisbehavingServer
     h.request("GET", "/warm")  # sign-in and imports happen before the measurement
     bad.script("/x", bomb)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.monotonic()
     with pytest.raises(ApiRefusalError) as info:
         h.request("GET", "/x")
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert len(str(info.value)) < 1000
     assert grown_mib < 64, f"peak RSS grew {grown_mib:.0f} MiB for a {bomb.compressed_bytes} byte body"
-    assert time.monotonic() - started < 10
 
 
 def test_a_gzip_bomb_page_hits_the_xcom_cap_with_a_clear_error(api: Any, bad: MisbehavingServer) -> None:
