@@ -438,8 +438,8 @@ def _s3_hook_class() -> Any:
     """The amazon provider's S3Hook, told who its caller is instead of finding out.
 
     To tag its user agent, the provider finds the calling operator with ``inspect.stack()``,
-    which reads the source file of every frame on the stack: 140 ms per client measured here,
-    more under a task runner's deeper stack, paid by every task that writes to S3. Naming the
+    which reads the source file of every frame on the stack: 20-60 ms of a 220-280 ms client build
+    measured in fresh processes, paid by every task that writes to S3. Naming the
     caller keeps the tag and skips the search; if a provider release drops the private method,
     the override is simply never called.
     """
