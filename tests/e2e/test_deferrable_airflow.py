@@ -53,21 +53,27 @@ class DatabaseWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+        # The command may write its last state after the final 0.2 s sample: read once more now
+        # that it has exited, or a fast finish is seen as {'queued', 'running'}.
+        self._sample()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1) as db:
-                    rows = db.execute("SELECT state, trigger_id FROM task_instance WHERE task_id = 'export'")
-                    for state, trigger_id in rows:
-                        self.states.add(str(state))
-                        self.trigger_linked |= trigger_id is not None
-                    for (kwargs,) in db.execute("SELECT kwargs FROM trigger"):
-                        if kwargs not in self.trigger_kwargs:
-                            self.trigger_kwargs.append(str(kwargs))
-            except sqlite3.Error:
-                pass
+            self._sample()
             time.sleep(0.2)
+
+    def _sample(self) -> None:
+        try:
+            with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1) as db:
+                rows = db.execute("SELECT state, trigger_id FROM task_instance WHERE task_id = 'export'")
+                for state, trigger_id in rows:
+                    self.states.add(str(state))
+                    self.trigger_linked |= trigger_id is not None
+                for (kwargs,) in db.execute("SELECT kwargs FROM trigger"):
+                    if kwargs not in self.trigger_kwargs:
+                        self.trigger_kwargs.append(str(kwargs))
+        except sqlite3.Error:
+            pass
 
 
 def test_dags_test_defers_the_export_then_lands_it(
