@@ -155,7 +155,7 @@ def transient_cognito(policy: RetryPolicy | None = None, *, what: str = "Cognito
 
 
 def transient_api(policy: RetryPolicy | None = None, *, what: str = "API request") -> tenacity.Retrying:
-    """Retrying for HTTP API calls: 429/502/503/504, connection errors and timeouts."""
+    """Retrying for HTTP API calls: 408/429/500/502/503/504, connection errors and timeouts."""
     return (policy or RetryPolicy()).retrying(is_transient_api, what=what)
 
 

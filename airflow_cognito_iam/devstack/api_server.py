@@ -43,6 +43,14 @@ StartResponse = Callable[..., Any]
 
 FAULT_HEADER = "x-devstack-fault"
 FAULT_QUERY = "_fault"
+# What API Gateway itself answers: a crashed integration (500, 502), a throttled stage (503) and
+# the 29 s integration timeout (504).
+_GATEWAY_ERRORS: dict[str, tuple[int, str, str]] = {
+    "500": (500, "Internal server error", "InternalServerErrorException"),
+    "502": (502, "Internal server error", "BadGatewayException"),
+    "503": (503, "Service Unavailable", "ServiceUnavailableException"),
+    "504": (504, "Endpoint request timed out", "IntegrationTimeout"),
+}
 MAX_SLOW_SECONDS = 30.0
 MAX_EXPORT_MB = 10 * 1024
 EXPORT_LINE_BYTES = 1024
@@ -416,10 +424,9 @@ class ApiApp:
 
     @staticmethod
     def _apply_fault(fault: Fault, environ: dict[str, Any]) -> _Response | None:
-        if fault.kind == "503":
-            return _Response(
-                503, {"message": "Service Unavailable"}, [("x-amzn-ErrorType", "ServiceUnavailableException")]
-            )
+        if fault.kind in _GATEWAY_ERRORS:
+            status, message, error_type = _GATEWAY_ERRORS[fault.kind]
+            return _Response(status, {"message": message}, [("x-amzn-ErrorType", error_type)])
         if fault.kind == "429":
             retry_after = max(0, round(fault.retry_after))
             return _Response(

@@ -918,7 +918,7 @@ class DevStack:
         delay_seconds: float = 2.0,
         path_prefix: str | None = None,
     ) -> None:
-        """Add a global API fault: ``503``, ``429`` (with Retry-After), ``reset`` (no response) or ``slow``.
+        """Add a global API fault: ``500``/``502``/``503``/``504``, ``429`` (with Retry-After), ``reset`` or ``slow``.
 
         ``rate`` is the chance per matching request; ``count`` limits the rule to the next N firings.
         """

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-FaultKind = Literal["503", "429", "reset", "slow"]
-FAULT_KINDS: tuple[str, ...] = ("503", "429", "reset", "slow")
+FaultKind = Literal["500", "502", "503", "504", "429", "reset", "slow"]
+FAULT_KINDS: tuple[str, ...] = ("500", "502", "503", "504", "429", "reset", "slow")
 
 _KEY_ALPHABET = string.ascii_uppercase + "234567"
 

@@ -111,6 +111,24 @@ def test_per_request_503_and_429_faults(stack: DevStack, aws_creds: dict[str, An
     assert throttled.headers["Retry-After"] == "7"
 
 
+@pytest.mark.parametrize(
+    ("kind", "message", "error_type"),
+    [
+        ("500", "Internal server error", "InternalServerErrorException"),
+        ("502", "Internal server error", "BadGatewayException"),
+        ("504", "Endpoint request timed out", "IntegrationTimeout"),
+    ],
+)
+def test_per_request_gateway_errors_look_like_api_gateway(
+    stack: DevStack, aws_creds: dict[str, Any], kind: str, message: str, error_type: str
+) -> None:
+    answer = _get(stack, aws_creds, f"/whoami?_fault={kind}")
+
+    assert answer.status_code == int(kind)
+    assert answer.json() == {"message": message}
+    assert answer.headers["x-amzn-ErrorType"] == error_type
+
+
 def test_per_request_connection_reset_gives_no_response(stack: DevStack, aws_creds: dict[str, Any]) -> None:
     with pytest.raises(requests.ConnectionError):
         _get(stack, aws_creds, "/whoami", headers={"X-Devstack-Fault": "reset"})
