@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,6 +87,21 @@ TRANSIENT_COGNITO_CODES = frozenset(
 )
 
 _QUERY = re.compile(r"\?[^\s'\"]*")
+
+
+class RetryCancelled(TransientError):
+    """A wait before the next attempt was cut short because the task is stopping (timeout, SIGTERM)."""
+
+
+def cancellable_sleep(cancel: threading.Event, seconds: float) -> None:
+    """Sleep ``seconds`` unless ``cancel`` is set first; then raise, so no further attempt starts.
+
+    For a fan-out's worker threads: Airflow's ``execution_timeout`` and ``on_kill`` reach only the
+    main thread, which then waits for the pool; without this every request in flight would first
+    spend the rest of its retry budget.
+    """
+    if cancel.wait(seconds) or cancel.is_set():
+        raise RetryCancelled("stopped before the next attempt: the task is stopping")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from airflow_cognito_iam.auth.errors import (
     ConfigurationError,
     TransientError,
 )
+from airflow_cognito_iam.auth.retry import RetryCancelled, cancellable_sleep
 from airflow_cognito_iam.auth.settings import parse_number
 from airflow_cognito_iam.auth.throttle import PoolThrottle
 from airflow_cognito_iam.auth.transport import check_headers
@@ -43,6 +44,7 @@ from airflow_cognito_iam.formats import CONTENT_TYPES
 from airflow_cognito_iam.operators.api import (
     CognitoIamApiOperator,
     CognitoIamRetryableError,
+    TaskInterruptedError,
     XComTooLargeError,
     _path_of,
 )
@@ -206,8 +208,11 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
         self.on_error = on_error
         self._throttle: PoolThrottle | None = None
         self._specs: list[dict[str, Any]] = []
+        #: Set when the task must stop: workers start no request, page or retry after it.
+        self._cancel: threading.Event | None = None
 
     def execute(self, context: Context) -> Any:
+        self._cancel = threading.Event()  # made here: an Event cannot be deep-copied with the task
         try:
             self._specs = self._checked_requests()
         except (ValueError, CognitoIamError) as exc:
@@ -216,6 +221,21 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
             return super().execute(context)
         finally:
             self.hook.close()  # the workers' keep-alive sessions
+
+    def on_kill(self) -> None:
+        """SIGTERM: stop the pool as well as the write; in XCom mode there is no sink to discard."""
+        cancel = self._cancel
+        if cancel is None or cancel.is_set():
+            return
+        cancel.set()
+        super().on_kill()  # discards a partial destination and raises
+        raise TaskInterruptedError(f"stopped during {self._described()}; no result was returned")
+
+    def _retry_sleep(self, seconds: float) -> None:
+        if self._cancel is None:
+            time.sleep(seconds)
+        else:
+            cancellable_sleep(self._cancel, seconds)
 
     def _checked_requests(self) -> list[dict[str, Any]]:
         """The rendered requests, each resolved to a pinned URL; every problem named before any network call."""
@@ -286,7 +306,7 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
     def _fan_out(self, context: Context, land: Callable[[_Done], None]) -> dict[str, Any]:
         """Run every request on the pool; ``land`` each success in this thread; raise on failure."""
         started = time.monotonic()
-        throttle = self._throttle = PoolThrottle()
+        throttle = self._throttle = PoolThrottle(sleep=self._retry_sleep)
         self._warm_up()
         stop = threading.Event()
         failures: list[_Failed] = []
@@ -314,6 +334,9 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
                     pages += outcome.pages
                     records += len(outcome.records)
         finally:
+            # Left early (a timeout, on_kill, a landing failure): requests in flight give up at
+            # their next wait instead of spending their retry budget while the pool shuts down.
+            self._cancel_pool()
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
         if any(f.kind != "permanent" for f in failures) or (failures and self.on_error == "fail"):
@@ -330,6 +353,10 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
             "gate_wait_seconds": round(throttle.waited_seconds, 3),
         }
 
+    def _cancel_pool(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
     def _warm_up(self) -> None:
         """Sign in (or find cached credentials) once here, not in eight threads at once."""
         if not self._specs:
@@ -343,7 +370,8 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
         self, context: Context, index: int, spec: dict[str, Any], stop: threading.Event
     ) -> list[_Done | _Failed | None]:
         """One request, all its pages, in a worker thread; a request's failure is returned, not raised."""
-        return [None if stop.is_set() else self._outcome(context, index, spec)]
+        stopping = stop.is_set() or (self._cancel is not None and self._cancel.is_set())
+        return [None if stopping else self._outcome(context, index, spec)]
 
     def _outcome(self, context: Context, index: int, spec: dict[str, Any]) -> _Done | _Failed:
         try:
@@ -367,6 +395,9 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
         last: Any = None
         pages = 0
         for response in self._pages(context, request=spec):
+            if self._cancel is not None and self._cancel.is_set():
+                response.close()
+                raise RetryCancelled("stopped before the next page: the task is stopping")
             pages += 1
             try:
                 last = self._filtered(response, context)

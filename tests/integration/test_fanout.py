@@ -238,6 +238,73 @@ def test_transient_failures_outlasting_the_retries_are_a_retryable_task_failure(
     assert s3_keys(stack, "fanout/transient/") == []
 
 
+# --- stopping: execution_timeout and SIGTERM reach only the main thread ------------------------------
+
+
+def test_execution_timeout_stops_the_retries_in_flight(cognito_iam_conn: DevStack) -> None:
+    """Airflow's timeout raises in the main thread; the workers must not retry on until their budget ends."""
+    import time
+
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+    from airflow.sdk.execution_time.timeout import timeout
+
+    stack = cognito_iam_conn
+    stack.set_faults("503", rate=1.0, path_prefix="/customers/")
+    key = "fanout/timeout/details.jsonl"
+    op = CognitoIamFanOutOperator(
+        task_id="details",
+        requests=detail_requests(customer_ids(40)),
+        destination=f"s3://{stack.bucket}/{key}",
+        max_concurrency=4,
+        max_attempts=8,
+        max_retry_seconds=120,
+    )
+
+    with pytest.raises(AirflowTaskTimeout), timeout(2):
+        op.execute({})
+    op.on_kill()  # as the task runner does after a timeout: nothing more to stop, and no raise
+    after_execute = route_counts(stack, "GET /customers/{id}")["503"]
+    time.sleep(1.5)
+
+    assert route_counts(stack, "GET /customers/{id}")["503"] == after_execute, "no attempt after execute ended"
+    # Spending their budget, the 4 requests in flight would each make all 8 attempts (32 in ~25 s).
+    assert 4 <= after_execute < 4 * 8, after_execute
+    assert s3_keys(stack, "fanout/timeout/") == []
+
+
+def test_sigterm_stops_an_xcom_fan_out_and_fails_the_task(cognito_iam_conn: DevStack) -> None:
+    """on_kill (SIGTERM: a user marks the task failed) stops the pool even with no sink to discard."""
+    import signal
+    import threading
+    import time
+
+    from airflow_cognito_iam.operators.api import TaskInterruptedError
+
+    stack = cognito_iam_conn
+    stack.set_faults("503", rate=1.0, path_prefix="/customers/")
+    op = CognitoIamFanOutOperator(
+        task_id="details",
+        requests=detail_requests(customer_ids(40)),
+        max_concurrency=4,
+        max_attempts=8,
+        max_retry_seconds=120,
+    )
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: op.on_kill())  # as the task runner does
+    killer = threading.Timer(2, signal.raise_signal, args=(signal.SIGTERM,))
+    killer.start()
+    try:
+        with pytest.raises(TaskInterruptedError, match="stopped during GET fan-out of 40 request"):
+            op.execute({})
+    finally:
+        killer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    after_execute = route_counts(stack, "GET /customers/{id}")["503"]
+    time.sleep(1.5)
+
+    assert route_counts(stack, "GET /customers/{id}")["503"] == after_execute, "no attempt after execute ended"
+    assert 4 <= after_execute < 4 * 8, after_execute
+
+
 # --- validation ----------------------------------------------------------------------------------
 
 
