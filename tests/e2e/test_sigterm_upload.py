@@ -1,4 +1,4 @@
-"""A task told to stop (SIGTERM) mid-upload leaves no multipart upload behind (real `airflow dags test`)."""
+"""SIGTERM to a real `airflow dags test`: mid-upload no multipart upload stays; mid fan-out retries stop."""
 
 from __future__ import annotations
 
@@ -84,3 +84,63 @@ def test_sigterm_mid_upload_aborts_the_multipart_upload(
     assert open_uploads(stack) == [], output[-3000:]
     assert keys(stack, "sigterm/") == []
     assert "discarding the partial upload" in output
+
+
+FANOUT_DAG = """
+import datetime as dt
+from airflow.sdk import DAG
+from airflow_cognito_iam.operators.fanout import CognitoIamFanOutOperator
+
+with DAG("sigterm_mid_fanout", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False):
+    CognitoIamFanOutOperator(
+        task_id="details",
+        requests=[f"/customers/cus-{n:04d}" for n in range(1, 41)],
+        max_concurrency=4,
+        max_attempts=20,
+        max_retry_seconds=600,
+    )
+"""
+
+
+def test_sigterm_mid_fan_out_stops_the_workers_retrying(
+    cognito_iam_conn: Any, airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGTERM reaches the task's main thread only; the fan-out's workers must stop retrying too."""
+    stack = cognito_iam_conn
+    stack.set_faults("503", rate=1.0, path_prefix="/customers/")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "fanout_dag.py").write_text(FANOUT_DAG)
+    env = {
+        **airflow_env,
+        **stack.env(),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW_COGNITO_IAM_CACHE_DIR": os.environ["AIRFLOW_COGNITO_IAM_CACHE_DIR"],
+    }
+
+    def attempts() -> int:
+        routes = stack.stats()["api"]["routes"]
+        return int(routes.get("GET /customers/{id}", {}).get("503", 0))
+
+    bin_airflow = Path(airflow_env["PATH"].split(os.pathsep)[0]) / "airflow"
+    process = subprocess.Popen(
+        [str(bin_airflow), "dags", "test", "sigterm_mid_fanout", "2026-01-02"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while attempts() < 4:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "the fan-out never started"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        # Retrying on, the 4 requests in flight would keep the task alive for minutes (20 attempts each).
+        output, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    at_exit = attempts()
+    time.sleep(1)
+    assert "stopped during GET fan-out of 40 request(s)" in output, output[-3000:]
+    assert attempts() == at_exit, "no attempt after the task process ended"
+    assert at_exit < 40, at_exit
