@@ -21,6 +21,7 @@ from typing import IO, Any, Self
 from urllib.parse import unquote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.httpchecksum import DEFAULT_CHECKSUM_ALGORITHM
 
 log = logging.getLogger(__name__)
 
@@ -213,9 +214,26 @@ class S3Sink(Sink):
         self._futures: list[Future[dict[str, Any]]] = []
         self._failures: list[BaseException] = []
         self._stopping = False
+        self._checksum = self._checksum_args(client)
+
+    @staticmethod
+    def _checksum_args(client: Any) -> dict[str, str]:
+        """``{"ChecksumAlgorithm": "CRC32"}`` when the client calculates checksums, as ``upload_fileobj`` does.
+
+        S3 then checks every part and stores a checksum of the whole object (``HeadObject`` with
+        ``ChecksumMode=ENABLED``). A client configured ``request_checksum_calculation=when_required``
+        (stores that reject checksums) gets none, as in s3transfer.
+        """
+        config = getattr(getattr(client, "meta", None), "config", None)
+        if getattr(config, "request_checksum_calculation", "when_supported") == "when_supported":
+            return {"ChecksumAlgorithm": DEFAULT_CHECKSUM_ALGORITHM}  # what s3transfer sets: CRC32
+        return {}
 
     def _extra_args(self) -> dict[str, Any]:
-        return {"ContentType": self._content_type} if self._content_type else {}
+        args: dict[str, Any] = dict(self._checksum)
+        if self._content_type:
+            args["ContentType"] = self._content_type
+        return args
 
     def _write(self, data: bytes) -> None:
         self._raise_failure()  # a part failed in a worker: stop reading now
@@ -300,8 +318,13 @@ class S3Sink(Sink):
         try:
             if self._stopping:
                 raise StorageError(f"upload of {self.uri} was aborted before part {number} was sent")
-            result = self._s3("upload_part", UploadId=upload_id, PartNumber=number, Body=body)
-            return {"PartNumber": number, "ETag": result["ETag"]}
+            result = self._s3("upload_part", UploadId=upload_id, PartNumber=number, Body=body, **self._checksum)
+            part = {"PartNumber": number, "ETag": result["ETag"]}
+            for algorithm in self._checksum.values():  # Complete must repeat each part's checksum
+                member = f"Checksum{algorithm.upper()}"
+                if member in result:
+                    part[member] = result[member]
+            return part
         finally:
             if isinstance(body, bytearray) and not self._stopping:
                 self._spare.append(body)

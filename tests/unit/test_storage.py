@@ -205,6 +205,41 @@ def test_s3_large_body_is_multipart_and_byte_exact(s3: Any) -> None:
     assert _in_progress_uploads(s3) == []
 
 
+def test_s3_multipart_upload_carries_crc32_checksums_as_upload_fileobj_does(s3: Any) -> None:
+    """S3 checks each part's CRC32 and stores a checksum of the whole object; we compute it independently."""
+    import base64
+    import zlib
+
+    uri = f"s3://{BUCKET}/checksum/blob.bin"
+    parts = [bytes([n]) * MIN_PART_SIZE for n in (1, 2)] + [b"tail"]
+    completed: list[dict[str, Any]] = []
+    with open_sink(uri, part_size=MIN_PART_SIZE) as sink:
+        # Real S3 refuses a Complete without each part's checksum; moto does not, so look at the request.
+        sink._client.meta.events.register(
+            "provide-client-params.s3.CompleteMultipartUpload",
+            lambda params, **_: completed.extend(params["MultipartUpload"]["Parts"]),
+        )
+        for part in parts:
+            sink.write(part)
+
+    assert [sorted(p) for p in completed] == [["ChecksumCRC32", "ETag", "PartNumber"]] * 3
+    head = s3.head_object(Bucket=BUCKET, Key="checksum/blob.bin", ChecksumMode="ENABLED")
+    digests = b"".join(zlib.crc32(part).to_bytes(4, "big") for part in parts)
+    composite = base64.b64encode(zlib.crc32(digests).to_bytes(4, "big")).decode()
+    # Real S3 appends the part count ("...-3"); moto does not.
+    assert head.get("ChecksumCRC32", "").removesuffix("-3") == composite, head
+
+
+def test_s3_client_set_to_when_required_sends_no_checksum(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stores that refuse checksums: botocore's setting turns them off for us as for s3transfer."""
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+    with open_sink(f"s3://{BUCKET}/checksum/off.bin", part_size=MIN_PART_SIZE) as sink:
+        sink.write(b"x" * (MIN_PART_SIZE + 1))
+
+    head = s3.head_object(Bucket=BUCKET, Key="checksum/off.bin", ChecksumMode="ENABLED")
+    assert "ChecksumCRC32" not in head, head
+
+
 def test_s3_failure_mid_stream_leaves_no_object_and_no_upload(s3: Any) -> None:
     uri = f"s3://{BUCKET}/failed/blob.bin"
     seen_uploads: list[int] = []
