@@ -14,6 +14,10 @@ run, side by side:
   in one process, so this is a *lower bound* of mapping's cost: a real worker also starts a task
   process per instance (~2 s).
 
+With ``--celery N`` the mapped requests also run as a deployment runs them: N instances on a real
+CeleryExecutor cluster (benchmarks/mapped_cluster.py: 2 workers x 2 slots, one task process per
+instance), giving ``ratio_fanout_over_mapped_on_celery`` at the end of the last line.
+
 A line for ``--extra-concurrency`` (16) is printed for reference; the ratios are at ``--concurrency``.
 So is the machine's ceiling: bare ``http.client`` connections, unsigned (the devstack answers 403
 after the same added latency), as many threads as ``--concurrency``: what no client can beat here.
@@ -22,6 +26,7 @@ Targets: ratio_fanout_over_sequential >= 6 at concurrency 8, ratio_fanout_over_m
 Last line: fanout_rps=… sequential_rps=… ratio_fanout_over_sequential=… ratio_fanout_over_mapped=…
 
     .venv/bin/python benchmarks/fanout.py [--requests 2000] [--mapped 50] [--latency 0.02] [--concurrency 8]
+        [--celery 50]
 """
 
 from __future__ import annotations
@@ -181,6 +186,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--extra-concurrency", type=int, default=16, help="also measured, for reference (0: skip)")
     parser.add_argument("--blocks", type=int, default=4, help="alternating blocks per mode, to cancel load drift")
+    parser.add_argument(
+        "--celery", type=int, default=0, metavar="N",
+        help="also time N mapped instances on a real CeleryExecutor cluster (2 workers x 2 slots; 0: skip)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="cognito-iam-bench-fanout-"))
@@ -232,10 +241,22 @@ def main() -> None:
             devstack.wait(timeout=30)
         except subprocess.TimeoutExpired:
             devstack.kill()
+    on_workers = ""
+    if args.celery:
+        from mapped_cluster import mapped_seconds_on_cluster
+
+        per_worker_instance, many, one, ready = mapped_seconds_on_cluster(args.celery, latency=args.latency)
+        print(
+            f"mapped on CeleryExecutor (2 workers x 2 slots, cluster ready in {ready:.0f} s): {args.celery} instances "
+            f"{many:.1f} s, 1 instance {one:.1f} s: {per_worker_instance * 1000:.0f} ms per instance = "
+            f"{1 / per_worker_instance:.2f} requests/s",
+            flush=True,
+        )
+        on_workers = f" ratio_fanout_over_mapped_on_celery={fanout_rps * per_worker_instance:.1f}"
     print(
         f"fanout_rps={fanout_rps:.1f} sequential_rps={sequential_rps:.1f} "
         f"ratio_fanout_over_sequential={fanout_rps / sequential_rps:.2f} "
-        f"ratio_fanout_over_mapped={fanout_rps / mapped_rps:.1f}"
+        f"ratio_fanout_over_mapped={fanout_rps / mapped_rps:.1f}{on_workers}"
     )
 
 
