@@ -46,6 +46,7 @@ bench: install
 bench-cluster: install
 	$(BIN)/python benchmarks/backfill_signins.py
 	$(BIN)/python benchmarks/deferred_waits.py
+	$(BIN)/python benchmarks/fanout.py --celery 50
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache
