@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,29 @@ def big_then_stall(total: int) -> Any:
     return behave
 
 
+def sigterm_dags_test(
+    dag_id: str, env: dict[str, str], ready: Callable[[], bool], *, what: str, exit_timeout: float
+) -> str:
+    """Run ``airflow dags test dag_id``, SIGTERM it (as the supervisor would) once ``ready()``; its output."""
+    bin_airflow = Path(env["PATH"].split(os.pathsep)[0]) / "airflow"
+    process = subprocess.Popen(
+        [str(bin_airflow), "dags", "test", dag_id, "2026-01-02"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not ready():
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, f"{what} never started"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=exit_timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return output
+
+
 def test_sigterm_mid_upload_aborts_the_multipart_upload(
     cognito_iam_conn: Any, airflow_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -65,22 +89,9 @@ def test_sigterm_mid_upload_aborts_the_multipart_upload(
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW_COGNITO_IAM_CACHE_DIR": os.environ["AIRFLOW_COGNITO_IAM_CACHE_DIR"],
         }
-        bin_airflow = Path(airflow_env["PATH"].split(os.pathsep)[0]) / "airflow"
-        process = subprocess.Popen(
-            [str(bin_airflow), "dags", "test", "sigterm_mid_upload", "2026-01-02"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        output = sigterm_dags_test(
+            "sigterm_mid_upload", env, lambda: bool(open_uploads(stack)), what="the upload", exit_timeout=120
         )
-        try:
-            deadline = time.monotonic() + 240
-            while not open_uploads(stack):
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "the upload never started"
-                time.sleep(0.5)
-            process.send_signal(signal.SIGTERM)
-            output, _ = process.communicate(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
     assert open_uploads(stack) == [], output[-3000:]
     assert keys(stack, "sigterm/") == []
     assert "discarding the partial upload" in output
@@ -122,23 +133,10 @@ def test_sigterm_mid_fan_out_stops_the_workers_retrying(
         routes = stack.stats()["api"]["routes"]
         return int(routes.get("GET /customers/{id}", {}).get("503", 0))
 
-    bin_airflow = Path(airflow_env["PATH"].split(os.pathsep)[0]) / "airflow"
-    process = subprocess.Popen(
-        [str(bin_airflow), "dags", "test", "sigterm_mid_fanout", "2026-01-02"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    # Retrying on, the 4 requests in flight would keep the task alive for minutes (20 attempts each).
+    output = sigterm_dags_test(
+        "sigterm_mid_fanout", env, lambda: attempts() >= 4, what="the fan-out", exit_timeout=90
     )
-    try:
-        deadline = time.monotonic() + 240
-        while attempts() < 4:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "the fan-out never started"
-            time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
-        # Retrying on, the 4 requests in flight would keep the task alive for minutes (20 attempts each).
-        output, _ = process.communicate(timeout=90)
-    finally:
-        if process.poll() is None:
-            process.kill()
     at_exit = attempts()
     time.sleep(1)
     assert "stopped during GET fan-out of 40 request(s)" in output, output[-3000:]

@@ -241,6 +241,19 @@ def test_transient_failures_outlasting_the_retries_are_a_retryable_task_failure(
 # --- stopping: execution_timeout and SIGTERM reach only the main thread ------------------------------
 
 
+def failing_fan_out(stack: DevStack, **kwargs: Any) -> CognitoIamFanOutOperator:
+    """40 requests, 4 in flight, against an API answering 503 to all, with a budget that lasts minutes."""
+    stack.set_faults("503", rate=1.0, path_prefix="/customers/")
+    return CognitoIamFanOutOperator(
+        task_id="details",
+        requests=detail_requests(customer_ids(40)),
+        max_concurrency=4,
+        max_attempts=20,  # spending it takes minutes: 0.5 s doubling to the 20 s cap, full jitter
+        max_retry_seconds=600,
+        **kwargs,
+    )
+
+
 def test_execution_timeout_stops_the_retries_in_flight(cognito_iam_conn: DevStack) -> None:
     """Airflow's timeout raises in the main thread; the workers must not retry on until their budget ends."""
     import time
@@ -249,16 +262,7 @@ def test_execution_timeout_stops_the_retries_in_flight(cognito_iam_conn: DevStac
     from airflow.sdk.execution_time.timeout import timeout
 
     stack = cognito_iam_conn
-    stack.set_faults("503", rate=1.0, path_prefix="/customers/")
-    key = "fanout/timeout/details.jsonl"
-    op = CognitoIamFanOutOperator(
-        task_id="details",
-        requests=detail_requests(customer_ids(40)),
-        destination=f"s3://{stack.bucket}/{key}",
-        max_concurrency=4,
-        max_attempts=20,  # spending it takes minutes: 0.5 s doubling to the 20 s cap, full jitter
-        max_retry_seconds=600,
-    )
+    op = failing_fan_out(stack, destination=f"s3://{stack.bucket}/fanout/timeout/details.jsonl")
 
     started = time.monotonic()
     with pytest.raises(AirflowTaskTimeout), timeout(2):
@@ -286,14 +290,7 @@ def test_sigterm_stops_an_xcom_fan_out_and_fails_the_task(cognito_iam_conn: DevS
     from airflow_cognito_iam.operators.api import TaskInterruptedError
 
     stack = cognito_iam_conn
-    stack.set_faults("503", rate=1.0, path_prefix="/customers/")
-    op = CognitoIamFanOutOperator(
-        task_id="details",
-        requests=detail_requests(customer_ids(40)),
-        max_concurrency=4,
-        max_attempts=20,  # spending it takes minutes: 0.5 s doubling to the 20 s cap, full jitter
-        max_retry_seconds=600,
-    )
+    op = failing_fan_out(stack)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: op.on_kill())  # as the task runner does
     # To the process, as the supervisor sends it (raise_signal() would signal only the timer's thread,
     # and Python would run the handler only once the main thread next woke).
