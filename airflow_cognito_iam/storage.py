@@ -224,8 +224,8 @@ class S3Sink(Sink):
         ``ChecksumMode=ENABLED``). A client configured ``request_checksum_calculation=when_required``
         (stores that reject checksums) gets none, as in s3transfer.
         """
-        config = getattr(getattr(client, "meta", None), "config", None)
-        if getattr(config, "request_checksum_calculation", "when_supported") == "when_supported":
+        config = getattr(getattr(client, "meta", None), "config", None)  # a botocore client's Config
+        if getattr(config, "request_checksum_calculation", None) == "when_supported":
             return {"ChecksumAlgorithm": DEFAULT_CHECKSUM_ALGORITHM}  # what s3transfer sets: CRC32
         return {}
 

@@ -47,6 +47,8 @@ def mapped_seconds_on_cluster(
     count: int, *, latency: float, workers: int = 2, concurrency: int = 2, timeout: float = 1800
 ) -> tuple[float, float, float, float]:
     """(seconds per instance, seconds for ``count``, seconds for 1, cluster start seconds)."""
+    if count < 2:
+        raise ValueError(f"--celery needs at least 2 instances (the cost is the difference to 1), got {count}")
     with tempfile.TemporaryDirectory(prefix="cognito-iam-bench-mapped-cluster-") as workdir:
         root = Path(workdir)
         dags = root / "dags"

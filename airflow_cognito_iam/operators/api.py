@@ -103,7 +103,10 @@ class CognitoIamRetryableError(AirflowException):
 
 
 class TaskInterruptedError(AirflowException):
-    """The task was told to stop (SIGTERM) while writing; the partial upload was discarded."""
+    """The task was told to stop (SIGTERM) while writing or fanning out; nothing partial was kept.
+
+    An ``AirflowException``: the task's ``retries`` apply, as to any other interrupted run.
+    """
 
 
 def is_broken_body(exc: BaseException) -> bool:

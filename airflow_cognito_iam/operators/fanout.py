@@ -50,6 +50,7 @@ from airflow_cognito_iam.operators.api import (
 )
 
 if TYPE_CHECKING:
+    import requests
     from airflow.sdk import Context
 
 __all__ = ["REQUEST_KEYS", "CognitoIamFanOutOperator", "parse_requests"]
@@ -208,28 +209,49 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
         self.on_error = on_error
         self._throttle: PoolThrottle | None = None
         self._specs: list[dict[str, Any]] = []
-        #: Set when the task must stop: workers start no request, page or retry after it.
+        #: Set when the workers must stop: no request, page or retry starts after it.
         self._cancel: threading.Event | None = None
+        #: ``on_kill`` ran during ``execute``: whatever happens next, the task must not succeed.
+        self._killed = False
+        self._executing = False
 
     def execute(self, context: Context) -> Any:
         self._cancel = threading.Event()  # made here: an Event cannot be deep-copied with the task
+        self._killed, self._executing = False, True
         try:
-            self._specs = self._checked_requests()
-        except (ValueError, CognitoIamError) as exc:
-            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
-        try:
+            try:
+                self._specs = self._checked_requests()
+            except (ValueError, CognitoIamError) as exc:
+                raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
             return super().execute(context)
         finally:
+            self._executing = False
+            self._cancel.set()
             self.hook.close()  # the workers' keep-alive sessions
 
     def on_kill(self) -> None:
-        """SIGTERM: stop the pool as well as the write; in XCom mode there is no sink to discard."""
-        cancel = self._cancel
-        if cancel is None or cancel.is_set():
+        """SIGTERM: stop the pool and any write, and fail the task, even in XCom mode (no sink to discard).
+
+        Airflow also calls this after ``execution_timeout`` has unwound ``execute``; then there is
+        nothing left to stop and the timeout stays the task's error.
+        """
+        if not self._executing or self._cancel is None:
             return
-        cancel.set()
+        self._killed = True
+        self._cancel.set()
         super().on_kill()  # discards a partial destination and raises
-        raise TaskInterruptedError(f"stopped during {self._described()}; no result was returned")
+        self._raise_if_killed()
+
+    def _raise_if_killed(self) -> None:
+        # on_kill raises from a signal handler, and code it interrupts may swallow that (botocore
+        # wraps any error during a send, and retries it): check again where a result is decided.
+        if self._killed:
+            raise TaskInterruptedError(f"stopped during {self._described()}; nothing was returned or stored")
+
+    def _send(self, request: Mapping[str, Any]) -> requests.Response:
+        if self._cancel is not None and self._cancel.is_set():
+            raise RetryCancelled("stopped before the next request: the task is stopping")
+        return super()._send(request)
 
     def _retry_sleep(self, seconds: float) -> None:
         if self._cancel is None:
@@ -308,6 +330,7 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
         started = time.monotonic()
         throttle = self._throttle = PoolThrottle(sleep=self._retry_sleep)
         self._warm_up()
+        self._raise_if_killed()
         stop = threading.Event()
         failures: list[_Failed] = []
         succeeded = pages = records = 0
@@ -339,6 +362,7 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
             self._cancel_pool()
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+        self._raise_if_killed()
         if any(f.kind != "permanent" for f in failures) or (failures and self.on_error == "fail"):
             self._raise_for(failures)
         failures.sort(key=lambda failure: failure.index)
@@ -394,10 +418,7 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
         values: list[Any] = []
         last: Any = None
         pages = 0
-        for response in self._pages(context, request=spec):
-            if self._cancel is not None and self._cancel.is_set():
-                response.close()
-                raise RetryCancelled("stopped before the next page: the task is stopping")
+        for response in self._pages(context, request=spec):  # _send refuses a page after a stop
             pages += 1
             try:
                 last = self._filtered(response, context)

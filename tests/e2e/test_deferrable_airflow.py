@@ -54,15 +54,20 @@ class DatabaseWatch:
         self._stop.set()
         self._thread.join(10)
         # The command may write its last state after the final 0.2 s sample: read once more now
-        # that it has exited, or a fast finish is seen as {'queued', 'running'}.
-        self._sample()
+        # that it has exited, or a fast finish is seen as {'queued', 'running'}. It has exited, so
+        # nothing holds the database for long: retry a read that found it busy.
+        for _ in range(10):
+            if self._sample():
+                break
+            time.sleep(0.2)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._sample()
             time.sleep(0.2)
 
-    def _sample(self) -> None:
+    def _sample(self) -> bool:
+        """One read of the states and trigger rows; False when the database could not be read."""
         try:
             with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1) as db:
                 rows = db.execute("SELECT state, trigger_id FROM task_instance WHERE task_id = 'export'")
@@ -73,7 +78,8 @@ class DatabaseWatch:
                     if kwargs not in self.trigger_kwargs:
                         self.trigger_kwargs.append(str(kwargs))
         except sqlite3.Error:
-            pass
+            return False
+        return True
 
 
 def test_dags_test_defers_the_export_then_lands_it(

@@ -310,6 +310,39 @@ def test_sigterm_stops_an_xcom_fan_out_and_fails_the_task(cognito_iam_conn: DevS
     assert 4 <= after_execute < 40, after_execute
 
 
+def test_a_stopped_fan_out_never_succeeds_even_if_the_interrupt_is_swallowed(cognito_iam_conn: DevStack) -> None:
+    """on_kill raises from a signal handler; code it lands in may swallow that (botocore wraps any
+    error raised during a send). The requests not started must then fail the task, not vanish."""
+    import contextlib
+    import os
+    import signal
+    import threading
+
+    from airflow_cognito_iam.operators.api import TaskInterruptedError
+
+    stack = cognito_iam_conn
+    stack.set_latency(0.05, "/customers/")  # 200 requests, 4 in flight: about 2.5 s
+    op = CognitoIamFanOutOperator(
+        task_id="details", requests=detail_requests(customer_ids(200)), max_concurrency=4
+    )
+
+    def swallowed(signum: int, frame: Any) -> None:
+        with contextlib.suppress(TaskInterruptedError):
+            op.on_kill()
+
+    previous = signal.signal(signal.SIGTERM, swallowed)
+    killer = threading.Timer(1, os.kill, args=(os.getpid(), signal.SIGTERM))
+    killer.start()
+    try:
+        with pytest.raises(TaskInterruptedError, match="nothing was returned or stored"):
+            op.execute({})
+    finally:
+        killer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    assert route_counts(stack, "GET /customers/{id}")["200"] < 200, "stopped before the end"
+    op.on_kill()  # after execute: nothing to stop, no raise
+
+
 # --- validation ----------------------------------------------------------------------------------
 
 
