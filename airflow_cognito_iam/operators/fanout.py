@@ -237,6 +237,9 @@ class CognitoIamFanOutOperator(CognitoIamApiOperator):
         """
         if not self._executing or self._cancel is None:
             return
+        sink = self._active_sink
+        if sink is not None and sink.closed:  # already stored whole: let the task finish, as the base does
+            return
         self._killed = True
         self._cancel.set()
         super().on_kill()  # discards a partial destination and raises
