@@ -89,6 +89,9 @@ DEFAULT_MAX_XCOM_BYTES = 1024 * 1024
 DEFAULT_MAX_PAGE_BYTES = 64 * 1024 * 1024
 #: Read size when streaming a body to storage: large enough for throughput, small next to a part.
 STREAM_CHUNK_BYTES = 1024 * 1024
+#: Per-endpoint URLs and body-retry objects kept for the pages of one request; a fan-out over
+#: distinct endpoints would otherwise keep one of each per request for the whole task.
+MAX_CACHED_ENDPOINTS = 256
 
 #: Errors retrying cannot fix: fail the task without Airflow's task-level retries.
 _PERMANENT_ERRORS = (ConfigurationError, AuthenticationError, ApiRefusalError, ClockSkewError, ValueError)
@@ -394,6 +397,8 @@ class CognitoIamApiOperator(BaseOperator):
         """The pinned URL of ``endpoint``, joined and checked once per distinct endpoint."""
         url = self._urls.get(endpoint)
         if url is None:
+            if len(self._urls) >= MAX_CACHED_ENDPOINTS:  # a fan-out over 100,000 customers: stay bounded
+                self._urls.clear()
             url = self._urls[endpoint] = self.hook.url_for(endpoint)
         return url
 
@@ -418,13 +423,16 @@ class CognitoIamApiOperator(BaseOperator):
     def _body_retrying(self, request: Mapping[str, Any]) -> Any:
         """Tenacity retrying for a body that broke off mid-read; safe only for idempotent methods.
 
-        Built once per endpoint path, not per page (tenacity keeps each call's state per thread).
+        Built once per endpoint path, not per page (tenacity keeps each call's state per thread); at most
+        ``MAX_CACHED_ENDPOINTS`` are kept.
         """
         what = f"{self.method} {_path_of(request['endpoint'])} body"
         retrying = self._body_retryings.get(what)
         if retrying is None:
             repeatable = self.method in IDEMPOTENT_METHODS or self.retry_non_idempotent
             policy = self.request_retry_policy if repeatable else RetryPolicy(max_attempts=1)
+            if len(self._body_retryings) >= MAX_CACHED_ENDPOINTS:
+                self._body_retryings.clear()
             retrying = self._body_retryings[what] = policy.retrying(is_broken_body, what=what)
         return retrying
 

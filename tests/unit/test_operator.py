@@ -144,3 +144,15 @@ def test_broken_body_classifier(exc: BaseException, expected: bool) -> None:
 
 def test_xcom_too_large_is_not_retried_by_airflow() -> None:
     assert issubclass(XComTooLargeError, AirflowFailException)
+
+
+def test_per_endpoint_caches_stay_bounded_over_many_distinct_endpoints() -> None:
+    """A fan-out over 10,000 customers must not keep a retry object per customer for the whole task."""
+    from airflow_cognito_iam.operators.api import MAX_CACHED_ENDPOINTS
+
+    op = CognitoIamApiOperator(task_id="details", endpoint="/customers")
+    first = op._body_retrying({"endpoint": "/customers/cus-0"})
+    assert op._body_retrying({"endpoint": "/customers/cus-0"}) is first, "built once per request, not per page"
+    for n in range(10_000):
+        op._body_retrying({"endpoint": f"/customers/cus-{n}"})
+    assert len(op._body_retryings) <= MAX_CACHED_ENDPOINTS
