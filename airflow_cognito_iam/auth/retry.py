@@ -100,7 +100,7 @@ def cancellable_sleep(cancel: threading.Event, seconds: float) -> None:
     main thread, which then waits for the pool; without this every request in flight would first
     spend the rest of its retry budget.
     """
-    if cancel.wait(seconds) or cancel.is_set():
+    if cancel.wait(seconds):  # True as soon as the event is set, or at once if it already was
         raise RetryCancelled("stopped before the next attempt: the task is stopping")
 
 

@@ -6,8 +6,13 @@ sees: the object in S3 (or its absence), the returned summary, and the API's own
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -254,6 +259,23 @@ def failing_fan_out(stack: DevStack, **kwargs: Any) -> CognitoIamFanOutOperator:
     )
 
 
+@contextlib.contextmanager
+def sigterm_after(seconds: float, handler: Any) -> Iterator[None]:
+    """``handler`` on SIGTERM, and a SIGTERM to this process after ``seconds``, for the block's length.
+
+    To the process, as the supervisor sends it: ``raise_signal()`` from the timer would signal only
+    the timer's thread, and Python would run the handler only when the main thread next woke.
+    """
+    previous = signal.signal(signal.SIGTERM, handler)
+    killer = threading.Timer(seconds, os.kill, args=(os.getpid(), signal.SIGTERM))
+    killer.start()
+    try:
+        yield
+    finally:
+        killer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_execution_timeout_stops_the_retries_in_flight(cognito_iam_conn: DevStack) -> None:
     """Airflow's timeout raises in the main thread; the workers must not retry on until their budget ends."""
     import time
@@ -282,26 +304,15 @@ def test_execution_timeout_stops_the_retries_in_flight(cognito_iam_conn: DevStac
 
 def test_sigterm_stops_an_xcom_fan_out_and_fails_the_task(cognito_iam_conn: DevStack) -> None:
     """on_kill (SIGTERM: a user marks the task failed) stops the pool even with no sink to discard."""
-    import os
-    import signal
-    import threading
     import time
 
     from airflow_cognito_iam.operators.api import TaskInterruptedError
 
     stack = cognito_iam_conn
     op = failing_fan_out(stack)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: op.on_kill())  # as the task runner does
-    # To the process, as the supervisor sends it (raise_signal() would signal only the timer's thread,
-    # and Python would run the handler only once the main thread next woke).
-    killer = threading.Timer(2, os.kill, args=(os.getpid(), signal.SIGTERM))
-    killer.start()
-    try:
-        with pytest.raises(TaskInterruptedError, match="stopped during GET fan-out of 40 request"):
-            op.execute({})
-    finally:
-        killer.cancel()
-        signal.signal(signal.SIGTERM, previous)
+    on_term = lambda signum, frame: op.on_kill()  # noqa: E731 - the handler the task runner installs
+    with sigterm_after(2, on_term), pytest.raises(TaskInterruptedError, match="stopped during GET fan-out of 40"):
+        op.execute({})
     after_execute = route_counts(stack, "GET /customers/{id}")["503"]
     print(f"attempts={after_execute}")
     time.sleep(1.5)
@@ -313,10 +324,6 @@ def test_sigterm_stops_an_xcom_fan_out_and_fails_the_task(cognito_iam_conn: DevS
 def test_a_stopped_fan_out_never_succeeds_even_if_the_interrupt_is_swallowed(cognito_iam_conn: DevStack) -> None:
     """on_kill raises from a signal handler; code it lands in may swallow that (botocore wraps any
     error raised during a send). The requests not started must then fail the task, not vanish."""
-    import contextlib
-    import os
-    import signal
-    import threading
 
     from airflow_cognito_iam.operators.api import TaskInterruptedError
 
@@ -330,15 +337,8 @@ def test_a_stopped_fan_out_never_succeeds_even_if_the_interrupt_is_swallowed(cog
         with contextlib.suppress(TaskInterruptedError):
             op.on_kill()
 
-    previous = signal.signal(signal.SIGTERM, swallowed)
-    killer = threading.Timer(1, os.kill, args=(os.getpid(), signal.SIGTERM))
-    killer.start()
-    try:
-        with pytest.raises(TaskInterruptedError, match="nothing was returned or stored"):
-            op.execute({})
-    finally:
-        killer.cancel()
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_after(1, swallowed), pytest.raises(TaskInterruptedError, match="nothing was returned or stored"):
+        op.execute({})
     assert route_counts(stack, "GET /customers/{id}")["200"] < 200, "stopped before the end"
     op.on_kill()  # after execute: nothing to stop, no raise
 
